@@ -1,0 +1,1 @@
+"""archbench: train and compare architecture variants on the same tasks and data."""

@@ -1,0 +1,1 @@
+"""Pure nn.Modules and decoding. Nothing here imports training code."""

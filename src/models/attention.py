@@ -1,0 +1,100 @@
+"""Multi-head attention with padding/causal masks and a static incremental KV cache.
+
+Attention(Q, K, V) = softmax(QKᵀ / √d_k) V, computed per head and concatenated (Vaswani et al. 2017, §3.2).
+One module serves every use in this package: encoder self-attention (padding mask only), decoder masked
+self-attention (causal + padding), and cross-attention whose K, V come from the encoder's final output.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class KVCache:
+    """Preallocated keys/values of one attention layer, indexed by position.
+
+    `k`, `v` are (B, H, max_len, d_head) buffers; `update(pos, k, v)` writes the new steps at `pos` and returns
+    the filled prefix. The buffers never change shape, so a later decode step can run on them in a CUDA graph.
+    """
+
+    def __init__(self, batch: int, n_heads: int, max_len: int, d_head: int, *, dtype, device):
+        self.k = torch.zeros(batch, n_heads, max_len, d_head, dtype=dtype, device=device)
+        self.v = torch.zeros_like(self.k)
+
+    def update(self, pos: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = pos + k.size(2)
+        if end > self.k.size(2):
+            raise ValueError(f"KV cache overflow: position {end} > max_len {self.k.size(2)}")
+        self.k[:, :, pos:end] = k
+        self.v[:, :, pos:end] = v
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Select batch rows (beam search): row i becomes old row index[i]."""
+        self.k = self.k.index_select(0, index)
+        self.v = self.v.index_select(0, index)
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0):
+        super().__init__()
+        assert d_model % n_heads == 0, "d_model must be divisible by n_heads"
+        self.n_heads, self.d_head = n_heads, d_model // n_heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.kv_proj = nn.Linear(d_model, 2 * d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+        self.keep_weights = False  # set True to keep the last head-averaged attention matrix in `.weights`
+        self.weights: torch.Tensor | None = None
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, H, T, d_head)
+        return x.unflatten(-1, (self.n_heads, self.d_head)).transpose(1, 2)
+
+    def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = self.kv_proj(x).chunk(2, dim=-1)
+        return self._heads(k), self._heads(v)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        pos: int = 0,
+        memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """x: (B, Tq, D) queries. Keys/values come from `memory` (cross-attention), from precomputed `memory_kv`,
+        or from x itself (self-attention, appended to `cache` at `pos` when decoding incrementally).
+        mask: bool, broadcastable to (B, H, Tq, Tk), True where attention is allowed."""
+        q = self._heads(self.q_proj(x))
+        if memory_kv is not None:
+            k, v = memory_kv
+        else:
+            k, v = self.project_kv(x if memory is None else memory)
+            if cache is not None:
+                k, v = cache.update(pos, k, v)
+        if self.keep_weights:
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.d_head)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            attn = scores.softmax(-1)
+            self.weights = attn.mean(1).detach()
+            out = attn @ v
+        else:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+            )
+        return self.out_proj(out.transpose(1, 2).flatten(-2))
+
+
+def padding_mask(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """(B, T) tokens -> (B, 1, 1, T) bool, True at real tokens: no query may attend to a pad key."""
+    return (tokens != pad_id)[:, None, None, :]
+
+
+def causal_mask(t: int, device=None) -> torch.Tensor:
+    """(T, T) bool look-ahead mask, True on and below the diagonal: position i sees positions ≤ i only."""
+    return torch.ones(t, t, dtype=torch.bool, device=device).tril()

@@ -1,0 +1,143 @@
+"""One `generate()` for every family.
+
+Autoregressive models (decoder, encdec, rnn_attn) implement the incremental-decoder protocol
+    prefill(src, max_new_tokens) -> (logits (B, V) of the first target token, state)
+    step(tokens (B,), state)     -> logits (B, V) of the next token      (state holds the KV cache / RNN hidden)
+    reorder_state(state, index)  -> None: keep batch rows `index` (beam search)
+and share greedy, beam and sampling search. Non-autoregressive models (nar) implement
+    encode(src) -> (memory, memory_mask);  predict_length(memory, memory_mask) -> (B,) lengths
+    predict(tgt, memory, memory_mask) -> logits (B, T, V): one parallel decoder pass
+and share one refinement routine, mask-predict (Ghazvininejad et al. 2019).
+Outputs are (B, T) token ids: the target without <bos>, ended by <eos> (AR), right-padded with <pad>.
+"""
+from __future__ import annotations
+
+import torch
+
+from .vocab import EOS, MASK, PAD
+
+
+@torch.no_grad()
+def generate(model, src: torch.Tensor, method: str = "greedy", max_new_tokens: int = 64, **kw) -> torch.Tensor:
+    if getattr(model, "non_autoregressive", False):
+        return mask_predict(model, src, passes=kw.get("passes", 1))
+    if method == "greedy":
+        return greedy(model, src, max_new_tokens)
+    if method == "beam":
+        return beam_search(model, src, max_new_tokens, kw.get("beam_size", 4), kw.get("length_penalty", 1.0))[0][:, 0]
+    if method == "sample":
+        return sample(model, src, max_new_tokens, kw.get("temperature", 1.0), kw.get("top_k", 0), kw.get("top_p", 1.0), kw.get("seed", 0))
+    raise ValueError(f"decode method {method!r} is not one of greedy, beam, sample")
+
+
+def _search(model, src, max_new_tokens, choose) -> torch.Tensor:
+    logits, state = model.prefill(src, max_new_tokens)
+    out = torch.full((src.size(0), max_new_tokens), PAD, dtype=torch.long, device=src.device)
+    done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
+    for t in range(max_new_tokens):
+        tok = choose(logits).masked_fill(done, PAD)
+        out[:, t] = tok
+        done |= tok == EOS
+        if bool(done.all()):
+            return out[:, : t + 1]
+        logits = model.step(tok, state)
+    return out
+
+
+@torch.no_grad()
+def greedy(model, src, max_new_tokens=64):
+    return _search(model, src, max_new_tokens, lambda logits: logits.argmax(-1))
+
+
+@torch.no_grad()
+def sample(model, src, max_new_tokens=64, temperature=1.0, top_k=0, top_p=1.0, seed=0):
+    """Ancestral sampling from softmax(logits / temperature), restricted to the top-k tokens and/or the smallest
+    set whose probability reaches top_p (nucleus). Seeded: the same seed gives the same samples."""
+    gen = torch.Generator(device=src.device).manual_seed(seed)
+
+    def choose(logits):
+        logits = logits.float() / max(temperature, 1e-6)
+        if top_k > 0:
+            kth = logits.topk(min(top_k, logits.size(-1))).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if top_p < 1.0:
+            sorted_logits, order = logits.sort(-1, descending=True)
+            probs = sorted_logits.softmax(-1)
+            drop = probs.cumsum(-1) - probs >= top_p  # tokens after the nucleus is already full
+            logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
+        return torch.multinomial(logits.softmax(-1), 1, generator=gen).squeeze(-1)
+
+    return _search(model, src, max_new_tokens, choose)
+
+
+def length_penalty_of(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
+    """GNMT length penalty lp(|Y|) = ((5 + |Y|) / 6)^α; hypotheses are ranked by log P(Y|X) / lp(|Y|)."""
+    return ((5.0 + lengths.float()) / 6.0) ** alpha
+
+
+@torch.no_grad()
+def beam_search(model, src, max_new_tokens=64, beam_size=4, length_penalty=1.0):
+    """Batched beam search: all B×k hypotheses advance in one step() call per position.
+    A hypothesis that emitted <eos> is frozen (only <pad> continues it, at no cost) and keeps competing by its
+    length-normalised score; the search stops early once every hypothesis has finished.
+    Returns tokens (B, k, T) and normalised scores (B, k), best first."""
+    b, k = src.size(0), beam_size
+    logits, state = model.prefill(src, max_new_tokens)
+    expand = torch.arange(b, device=src.device).repeat_interleave(k)
+    model.reorder_state(state, expand)
+    logits = logits.index_select(0, expand)
+    vocab = logits.size(-1)
+    scores = torch.zeros(b, k, device=src.device)
+    scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
+    scores = scores.view(-1)
+    tokens = torch.full((b * k, max_new_tokens), PAD, dtype=torch.long, device=src.device)
+    lengths = torch.zeros(b * k, dtype=torch.long, device=src.device)
+    finished = torch.zeros(b * k, dtype=torch.bool, device=src.device)
+    for t in range(max_new_tokens):
+        logp = logits.float().log_softmax(-1)
+        logp[finished] = float("-inf")
+        logp[finished, PAD] = 0.0
+        cand = scores[:, None] + logp  # (B·k, V) total log-probability
+        new_len = lengths + (~finished).long()
+        ranked = (cand / length_penalty_of(new_len, length_penalty)[:, None]).view(b, k * vocab)
+        idx = ranked.topk(k, dim=-1).indices  # (B, k)
+        rows = (torch.arange(b, device=src.device)[:, None] * k + idx // vocab).view(-1)
+        tok = (idx % vocab).view(-1)
+        scores = cand.view(b, k * vocab).gather(1, idx).view(-1)
+        tokens = tokens.index_select(0, rows)
+        tokens[:, t] = tok
+        lengths = new_len.index_select(0, rows)
+        finished = finished.index_select(0, rows) | (tok == EOS)
+        if bool(finished.all()):
+            break
+        model.reorder_state(state, rows)
+        logits = model.step(tok, state)
+    tokens = tokens[:, : t + 1].view(b, k, -1)
+    final = (scores / length_penalty_of(lengths, length_penalty)).view(b, k)
+    final, order = final.sort(-1, descending=True)
+    return tokens.gather(1, order[:, :, None].expand_as(tokens)), final
+
+
+@torch.no_grad()
+def mask_predict(model, src, passes: int = 1) -> torch.Tensor:
+    """Mask-predict: predict the length L, start from L <mask> tokens, then for pass t = 0..passes-1 predict every
+    masked position in parallel and re-mask the n = L·(passes-1-t)/passes least confident ones.
+    At most `passes` decoder calls (one per pass); the output never exceeds the predicted length."""
+    memory, memory_mask = model.encode(src)
+    lengths = model.predict_length(memory, memory_mask).clamp(min=1)
+    t_max = int(lengths.max())
+    real = torch.arange(t_max, device=src.device)[None] < lengths[:, None]
+    tokens = torch.where(real, MASK, PAD)
+    probs = torch.zeros(tokens.shape, device=src.device)
+    for t in range(passes):
+        masked = tokens == MASK
+        p, pred = model.predict(tokens, memory, memory_mask).float().softmax(-1).max(-1)
+        tokens = torch.where(masked, pred, tokens)
+        probs = torch.where(masked, p, probs)
+        n_mask = (lengths.float() * (passes - 1 - t) / passes).long()
+        if t == passes - 1 or int(n_mask.max()) == 0:
+            break
+        conf = probs.masked_fill(~real, float("inf"))
+        rank = conf.argsort(-1).argsort(-1)  # 0 = least confident
+        tokens = torch.where(rank < n_mask[:, None], MASK, tokens)
+    return tokens

@@ -1,0 +1,316 @@
+"""Transformer encoder, decoder and encoder-decoder (Vaswani et al. 2017, "Attention Is All You Need").
+
+Every box of the diagram lives here, next to the formula it implements:
+  embedding      x = E[token]·√d_model + PE(position),  PE(p, 2i) = sin(p/10000^(2i/d)), PE(p, 2i+1) = cos(·)
+  encoder layer  post-LN: X = LN(X + SelfAttn(X));  X = LN(X + FFN(X))      (pre-LN: X = X + SelfAttn(LN(X)), ...)
+  decoder layer  Y = Y + MaskedSelfAttn(Y);  Y = Y + CrossAttn(Y, memory);  Y = Y + FFN(Y)   (+ LN as above)
+  FFN            FFN(x) = W₂ · GELU(W₁x + b₁) + b₂
+Cross-attention takes its K, V from the *final* encoder output (the "memory"); its Q from the decoder.
+
+Models: EncoderClassifier (BERT-like), DecoderLM / DecoderClassifier / PrefixLM (GPT-like), EncoderDecoder
+(T5/BART-like). The autoregressive ones implement `prefill` / `step` / `reorder_state` for `generation.py`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import KVCache, MultiHeadAttention, causal_mask, padding_mask
+from .vocab import BOS, EOS, PAD
+
+
+class Embedding(nn.Module):
+    """Token embedding scaled by √d_model plus sinusoidal positions (no length limit)."""
+
+    def __init__(self, vocab_size: int, d_model: int, dropout: float):
+        super().__init__()
+        self.tok = nn.Embedding(vocab_size, d_model, padding_idx=PAD)
+        self.d_model = d_model
+        self.drop = nn.Dropout(dropout)
+        inv_freq = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        angles = positions[..., None].float() * self.inv_freq  # (B, T, d/2)
+        pe = torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)
+        return self.drop(self.tok(tokens) * math.sqrt(self.d_model) + pe)
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, d_model: int, d_ff: int, dropout: float):
+        super().__init__(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+
+
+class Residual(nn.Module):
+    """x + Dropout(sublayer(x)), normalised before (pre-LN) or after (post-LN) the sum."""
+
+    def __init__(self, d_model: int, dropout: float, norm_first: bool):
+        super().__init__()
+        self.norm, self.drop, self.norm_first = nn.LayerNorm(d_model), nn.Dropout(dropout), norm_first
+
+    def forward(self, x: torch.Tensor, sublayer) -> torch.Tensor:
+        if self.norm_first:
+            return x + self.drop(sublayer(self.norm(x)))
+        return self.norm(x + self.drop(sublayer(x)))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, d_model, n_heads, d_ff, dropout, norm_first):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout)
+        self.ffn = FeedForward(d_model, d_ff, dropout)
+        self.res1, self.res2 = (Residual(d_model, dropout, norm_first) for _ in range(2))
+
+    def forward(self, x, mask):
+        x = self.res1(x, lambda h: self.self_attn(h, mask=mask))
+        return self.res2(x, self.ffn)
+
+
+class DecoderLayer(nn.Module):
+    """Masked self-attention → (cross-attention on the encoder memory) → FFN."""
+
+    def __init__(self, d_model, n_heads, d_ff, dropout, norm_first, cross_attention: bool):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout) if cross_attention else None
+        self.ffn = FeedForward(d_model, d_ff, dropout)
+        self.res = nn.ModuleList(Residual(d_model, dropout, norm_first) for _ in range(3 if cross_attention else 2))
+
+    def forward(self, y, self_mask, memory=None, memory_mask=None, cache: LayerCache | None = None, pos: int = 0):
+        y = self.res[0](y, lambda h: self.self_attn(h, mask=self_mask, cache=cache.self_kv if cache else None, pos=pos))
+        if self.cross_attn is not None:
+            memory_kv = cache.memory_kv if cache is not None else None
+            y = self.res[1](y, lambda h: self.cross_attn(h, memory, memory_mask, memory_kv=memory_kv))
+        return self.res[-1](y, self.ffn)
+
+
+def self_attention_mask(valid: torch.Tensor, causal: bool) -> torch.Tensor:
+    """(B, T) bool of real tokens -> (B, 1, T, T): keys must be real (and not in the future if causal).
+    Each position may always see itself, so rows of pad queries never become all -inf (NaN)."""
+    t = valid.size(1)
+    mask = valid[:, None, None, :]
+    if causal:
+        mask = mask & causal_mask(t, valid.device)
+    return mask | torch.eye(t, dtype=torch.bool, device=valid.device)
+
+
+def positions_of(valid: torch.Tensor) -> torch.Tensor:
+    """Position ids that count real tokens only, so left padding does not shift positions."""
+    return (valid.long().cumsum(1) - 1).clamp(min=0)
+
+
+class Stack(nn.Module):
+    """Embedding + N layers (+ final LayerNorm for pre-LN). The encoder is a bidirectional stack of EncoderLayers;
+    a decoder stack of DecoderLayers is causal (AR) or bidirectional (NAR), with or without cross-attention."""
+
+    def __init__(self, vocab_size, d_model, n_heads, n_layers, d_ff, dropout, norm_first, causal, cross_attention):
+        super().__init__()
+        self.embed = Embedding(vocab_size, d_model, dropout)
+        self.causal, self.is_decoder = causal, causal or cross_attention
+        if self.is_decoder:
+            self.layers = nn.ModuleList(
+                DecoderLayer(d_model, n_heads, d_ff, dropout, norm_first, cross_attention) for _ in range(n_layers)
+            )
+        else:
+            self.layers = nn.ModuleList(EncoderLayer(d_model, n_heads, d_ff, dropout, norm_first) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+
+    def forward(self, tokens, memory=None, memory_mask=None):
+        """Full (training) pass: tokens (B, T) -> hidden (B, T, D). Pad tokens are never attended to."""
+        valid = tokens != PAD
+        x = self.embed(tokens, positions_of(valid))
+        mask = self_attention_mask(valid, self.causal)
+        for layer in self.layers:
+            x = layer(x, mask, memory, memory_mask) if self.is_decoder else layer(x, mask)
+        return self.norm(x)
+
+
+@dataclass
+class LayerCache:
+    self_kv: KVCache
+    memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def reorder(self, index):
+        self.self_kv.reorder(index)
+        if self.memory_kv is not None:
+            self.memory_kv = tuple(t.index_select(0, index) for t in self.memory_kv)
+
+
+@dataclass
+class DecodeState:
+    """Incremental state of a transformer decoder: per-layer caches, which cached keys are real, next position."""
+
+    caches: list[LayerCache]
+    key_valid: torch.Tensor  # (B, max_len) bool
+    next_pos: torch.Tensor  # (B,) position id of the next token (counts real tokens only)
+    pos: int = 0  # next cache slot
+    memory_mask: torch.Tensor | None = None
+    extra: dict = field(default_factory=dict)
+
+    def reorder(self, index):
+        for c in self.caches:
+            c.reorder(index)
+        self.key_valid = self.key_valid.index_select(0, index)
+        self.next_pos = self.next_pos.index_select(0, index)
+        if self.memory_mask is not None:
+            self.memory_mask = self.memory_mask.index_select(0, index)
+
+
+class _Incremental:
+    """Mixin: cache-based decoding over `self.decoder` (a causal Stack) and `self.lm_head`."""
+
+    def new_state(self, batch, max_len, memory=None, memory_mask=None) -> DecodeState:
+        dec, ref = self.decoder, self.lm_head.weight
+        caches = []
+        for layer in dec.layers:
+            attn = layer.self_attn
+            kv = KVCache(batch, attn.n_heads, max_len, attn.d_head, dtype=ref.dtype, device=ref.device)
+            mem_kv = layer.cross_attn.project_kv(memory) if layer.cross_attn is not None else None
+            caches.append(LayerCache(kv, mem_kv))
+        return DecodeState(
+            caches,
+            key_valid=torch.zeros(batch, max_len, dtype=torch.bool, device=ref.device),
+            next_pos=torch.zeros(batch, dtype=torch.long, device=ref.device),
+            memory_mask=memory_mask,
+        )
+
+    def decode_tokens(self, tokens: torch.Tensor, state: DecodeState) -> torch.Tensor:
+        """Feed (B, T) tokens (T ≥ 1; pads allowed in a prompt) at cache slot state.pos; return logits of the last."""
+        b, t = tokens.shape
+        valid = tokens != PAD
+        start = state.pos
+        state.key_valid[:, start : start + t] = valid
+        positions = state.next_pos[:, None] + (valid.long().cumsum(1) - 1).clamp(min=0)
+        state.next_pos = state.next_pos + valid.sum(1)
+        keys = state.key_valid[:, : start + t]
+        mask = keys[:, None, None, :] & causal_mask(start + t, tokens.device)[start:]
+        mask = mask | (torch.arange(start + t, device=tokens.device) == torch.arange(start, start + t, device=tokens.device)[:, None])
+        x = self.decoder.embed(tokens, positions)
+        for layer, cache in zip(self.decoder.layers, state.caches):
+            x = layer(x, mask, None, state.memory_mask, cache=cache, pos=start)
+        state.pos = start + t
+        return self.lm_head(self.decoder.norm(x[:, -1]))
+
+    def step(self, tokens: torch.Tensor, state: DecodeState) -> torch.Tensor:
+        """One decoding step: (B,) previous tokens -> (B, V) next-token logits."""
+        return self.decode_tokens(tokens[:, None], state)
+
+    @staticmethod
+    def reorder_state(state: DecodeState, index: torch.Tensor) -> None:
+        state.reorder(index)
+
+
+def _lm_head(d_model, vocab_size, embed: Embedding, tie: bool) -> nn.Linear:
+    head = nn.Linear(d_model, vocab_size, bias=False)
+    if tie:
+        head.weight = embed.tok.weight
+    return head
+
+
+class EncoderClassifier(nn.Module):
+    """Bidirectional encoder (padding mask only) + mean-pooled linear classifier (BERT-like)."""
+
+    def __init__(self, vocab_size, n_classes, d_model, n_heads, n_layers, d_ff, dropout=0.1, norm_first=True, **_):
+        super().__init__()
+        self.encoder = Stack(vocab_size, d_model, n_heads, n_layers, d_ff, dropout, norm_first, False, False)
+        self.head = nn.Linear(d_model, n_classes)
+
+    def forward(self, tokens):
+        h = self.encoder(tokens)
+        valid = (tokens != PAD).unsqueeze(-1)
+        return self.head((h * valid).sum(1) / valid.sum(1).clamp(min=1))
+
+
+class DecoderLM(_Incremental, nn.Module):
+    """Causal self-attention language model (GPT-like): logits for the next token at every position."""
+
+    def __init__(self, vocab_size, d_model, n_heads, n_layers, d_ff, dropout=0.1, norm_first=True, tie_weights=True, **_):
+        super().__init__()
+        self.decoder = Stack(vocab_size, d_model, n_heads, n_layers, d_ff, dropout, norm_first, True, False)
+        self.lm_head = _lm_head(d_model, vocab_size, self.decoder.embed, tie_weights)
+
+    def forward(self, tokens):
+        return self.lm_head(self.decoder(tokens))
+
+    def prefill(self, prompt: torch.Tensor, max_new_tokens: int):
+        """Left-padded prompt (B, P) -> (first next-token logits, state)."""
+        state = self.new_state(prompt.size(0), prompt.size(1) + max_new_tokens)
+        return self.decode_tokens(prompt, state), state
+
+
+class DecoderClassifier(nn.Module):
+    """Causal decoder; the class is read from the last real token, the only one that has seen the whole input."""
+
+    def __init__(self, vocab_size, n_classes, d_model, n_heads, n_layers, d_ff, dropout=0.1, norm_first=True, **_):
+        super().__init__()
+        self.decoder = Stack(vocab_size, d_model, n_heads, n_layers, d_ff, dropout, norm_first, True, False)
+        self.head = nn.Linear(d_model, n_classes)
+
+    def forward(self, tokens):
+        h = self.decoder(tokens)
+        last = (tokens != PAD).sum(1).clamp(min=1) - 1
+        return self.head(h[torch.arange(h.size(0), device=h.device), last])
+
+
+def left_pad(src: torch.Tensor, append: int) -> torch.Tensor:
+    """Right-padded (B, S) -> left-padded (B, S+1) with `append` after each sequence's last real token."""
+    lengths = (src != PAD).sum(1)
+    out = torch.full((src.size(0), src.size(1) + 1), PAD, dtype=src.dtype, device=src.device)
+    shift = src.size(1) - lengths  # where each row's first real token lands
+    cols = torch.arange(src.size(1), device=src.device)
+    target = (cols[None] + shift[:, None]).clamp(max=src.size(1))
+    out.scatter_(1, torch.where(src != PAD, target, torch.full_like(target, src.size(1))), src)
+    out[:, -1] = append
+    return out
+
+
+class PrefixLM(DecoderLM):
+    """Translation with a decoder only: the sequence is `source <bos> target <eos>`, loss on the target only."""
+
+    def forward(self, src, tgt_in):
+        """src (B, S) right-padded, tgt_in (B, T) = <bos> y₁..y_{T-1}. Returns (B, T, V) target logits."""
+        prompt = left_pad(src, append=BOS)[:, :-1]  # left-padded source; tgt_in supplies the <bos> separator
+        seq = torch.cat([prompt, tgt_in], 1)
+        logits = super().forward(seq)  # left pads: positions count real tokens only, as in decoding
+        return logits[:, prompt.size(1) :]
+
+    def prefill(self, src: torch.Tensor, max_new_tokens: int):
+        return super().prefill(left_pad(src, append=BOS), max_new_tokens)
+
+
+class EncoderDecoder(_Incremental, nn.Module):
+    """Encoder + decoder with cross-attention on the final encoder output (T5/BART-like)."""
+
+    def __init__(self, vocab_size, d_model, n_heads, n_layers, d_ff, dropout=0.1, norm_first=True, tie_weights=True, **_):
+        super().__init__()
+        self.encoder = Stack(vocab_size, d_model, n_heads, n_layers, d_ff, dropout, norm_first, False, False)
+        self.decoder = Stack(vocab_size, d_model, n_heads, n_layers, d_ff, dropout, norm_first, True, True)
+        self.decoder.embed.tok = self.encoder.embed.tok  # one shared vocabulary
+        self.lm_head = _lm_head(d_model, vocab_size, self.decoder.embed, tie_weights)
+
+    def encode(self, src):
+        return self.encoder(src), padding_mask(src, PAD)
+
+    def forward(self, src, tgt_in):
+        memory, memory_mask = self.encode(src)
+        return self.lm_head(self.decoder(tgt_in, memory, memory_mask))
+
+    def prefill(self, src, max_new_tokens: int):
+        memory, memory_mask = self.encode(src)
+        state = self.new_state(src.size(0), max_new_tokens + 1, memory, memory_mask)
+        bos = torch.full((src.size(0),), BOS, dtype=torch.long, device=src.device)
+        return self.step(bos, state), state
+
+    def cross_attention(self, src, tgt_in) -> torch.Tensor:
+        """Head-averaged cross-attention of the last decoder layer: (B, T_tgt, S_src), rows sum to 1 over real src."""
+        attn = self.decoder.layers[-1].cross_attn
+        attn.keep_weights = True
+        try:
+            self.forward(src, tgt_in)
+        finally:
+            attn.keep_weights = False
+        return attn.weights
