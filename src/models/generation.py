@@ -14,7 +14,14 @@ from __future__ import annotations
 
 import torch
 
-from .vocab import EOS, MASK, PAD
+from .vocab import BOS, EOS, MASK, PAD
+
+NEVER_GENERATED = [PAD, BOS, MASK]
+
+
+def _forbid_special(logits: torch.Tensor) -> torch.Tensor:
+    """A decoder never emits <pad>, <bos> or <mask>: finished rows are padded by the search itself."""
+    return logits.index_fill(-1, torch.tensor(NEVER_GENERATED, device=logits.device), float("-inf"))
 
 
 @torch.no_grad()
@@ -35,7 +42,7 @@ def _search(model, src, max_new_tokens, choose) -> torch.Tensor:
     out = torch.full((src.size(0), max_new_tokens), PAD, dtype=torch.long, device=src.device)
     done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
     for t in range(max_new_tokens):
-        tok = choose(logits).masked_fill(done, PAD)
+        tok = choose(_forbid_special(logits)).masked_fill(done, PAD)
         out[:, t] = tok
         done |= tok == EOS
         if bool(done.all()):
@@ -94,7 +101,7 @@ def beam_search(model, src, max_new_tokens=64, beam_size=4, length_penalty=1.0):
     lengths = torch.zeros(b * k, dtype=torch.long, device=src.device)
     finished = torch.zeros(b * k, dtype=torch.bool, device=src.device)
     for t in range(max_new_tokens):
-        logp = logits.float().log_softmax(-1)
+        logp = _forbid_special(logits.float()).log_softmax(-1)
         logp[finished] = float("-inf")
         logp[finished, PAD] = 0.0
         cand = scores[:, None] + logp  # (B·k, V) total log-probability
@@ -131,7 +138,7 @@ def mask_predict(model, src, passes: int = 1) -> torch.Tensor:
     probs = torch.zeros(tokens.shape, device=src.device)
     for t in range(passes):
         masked = tokens == MASK
-        p, pred = model.predict(tokens, memory, memory_mask).float().softmax(-1).max(-1)
+        p, pred = _forbid_special(model.predict(tokens, memory, memory_mask).float()).softmax(-1).max(-1)
         tokens = torch.where(masked, pred, tokens)
         probs = torch.where(masked, p, probs)
         n_mask = (lengths.float() * (passes - 1 - t) / passes).long()

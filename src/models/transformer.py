@@ -29,6 +29,8 @@ class Embedding(nn.Module):
     def __init__(self, vocab_size: int, d_model: int, dropout: float):
         super().__init__()
         self.tok = nn.Embedding(vocab_size, d_model, padding_idx=PAD)
+        nn.init.normal_(self.tok.weight, std=d_model**-0.5)  # ·√d_model below brings it to unit scale
+        self.tok.weight.data[PAD].zero_()
         self.d_model = d_model
         self.drop = nn.Dropout(dropout)
         inv_freq = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))

@@ -1,0 +1,183 @@
+"""Typed schema of the composed config, registered in Hydra's ConfigStore as `schema` (first in `defaults:`).
+
+OmegaConf type-checks every value against these dataclasses at composition; `validate()` then builds them
+(`OmegaConf.to_object`, which runs `__post_init__`) and checks the arch × task × data matrix. Every error is a
+`ConfigError` whose message is one line naming the bad value and the valid choices. Nothing heavy is imported here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+DECODE_METHODS = {"ar": ("greedy", "beam", "sample"), "nar": ("mask_predict",)}
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; str() is the one-line message shown to the user."""
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass
+class ArchConfig:
+    name: str = MISSING
+    family: str = "ar"  # ar | nar | encoder: which decoding applies
+    models: dict[str, Any] = MISSING  # task name -> partial nn.Module (the tasks this arch supports)
+    params: dict[str, Any] = field(default_factory=dict)  # extra constructor arguments
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING
+    module: Any = MISSING  # partial LightningModule
+    metric: str = MISSING  # headline metric, e.g. test/exact_match
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    root: str = MISSING
+    tokenizer: str = "word"
+    vocab_size: int = 8000
+    batch_size: int = 64
+    eval_batch_size: int = 128
+    max_length: int = 256
+    tasks: dict[str, Any] = MISSING  # task name -> partial returning a DatasetDict
+
+    def __post_init__(self):
+        from .data.tokenizer import KINDS
+
+        _check(self.tokenizer in KINDS, f"data.tokenizer={self.tokenizer} is not valid; choose one of: {', '.join(KINDS)}")
+        _check(self.batch_size > 0 and self.eval_batch_size > 0, f"data.batch_size={self.batch_size} must be > 0")
+
+
+@dataclass
+class SizeConfig:
+    name: str = MISSING
+    d_model: int = MISSING
+    n_heads: int = MISSING
+    n_layers: int = MISSING
+    d_ff: int = MISSING
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        _check(self.d_model > 0 and self.n_heads > 0 and self.n_layers > 0 and self.d_ff > 0,
+               f"size={self.name}: d_model, n_heads, n_layers and d_ff must be positive")
+        _check(self.d_model % self.n_heads == 0,
+               f"size.d_model={self.d_model} is not divisible by size.n_heads={self.n_heads}; choose n_heads among "
+               f"{', '.join(str(h) for h in range(1, self.d_model + 1) if self.d_model % h == 0 and h <= 64)}")
+        _check(self.d_model % 2 == 0, f"size.d_model={self.d_model} must be even (sinusoidal positions)")
+        _check(0.0 <= self.dropout < 1.0, f"size.dropout={self.dropout} must be in [0, 1)")
+
+
+@dataclass
+class DecodeConfig:
+    method: str = "greedy"
+    max_len_a: float = 1.5  # max target length = a · source length + b
+    max_len_b: int = 10
+    beam_size: int = 4
+    length_penalty: float = 1.0
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+    passes: int = 4  # NAR refinement passes
+
+    def __post_init__(self):
+        valid = sorted({m for ms in DECODE_METHODS.values() for m in ms})
+        _check(self.method in valid, f"decode.method={self.method} is not valid; choose one of: {', '.join(valid)}")
+        _check(self.beam_size >= 1, f"decode.beam_size={self.beam_size} must be >= 1")
+        _check(self.temperature > 0, f"decode.temperature={self.temperature} must be > 0")
+        _check(0 < self.top_p <= 1, f"decode.top_p={self.top_p} must be in (0, 1]")
+        _check(self.top_k >= 0, f"decode.top_k={self.top_k} must be >= 0 (0 = off)")
+        _check(self.passes >= 1, f"decode.passes={self.passes} must be >= 1")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 100
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class BenchConfig:
+    batch_size: int = 64  # throughput batch
+    latency_sentences: int = 16  # sentences timed one at a time (batch 1)
+    warmup: int = 1
+    repeats: int = 5
+
+
+@dataclass
+class LoggerConfig:
+    name: str = MISSING
+    project: str = "archbench"
+    group: Optional[str] = None
+    job_type: str = "train"
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunConfig:
+    arch: ArchConfig = MISSING
+    task: TaskConfig = MISSING
+    data: DataConfig = MISSING
+    size: SizeConfig = MISSING
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    logger: LoggerConfig = MISSING
+    trainer: dict[str, Any] = field(default_factory=dict)  # lightning.Trainer keyword arguments
+    seed: int = 0
+    threads: Optional[int] = None  # torch CPU threads (None: torch's default)
+    samples: int = 5  # decoded test examples printed and logged
+    results_file: str = "results.json"
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="schema", node=RunConfig)
+
+
+def validate(cfg: DictConfig) -> RunConfig:
+    """Check the composed config before anything is built. Raises ConfigError with a one-line message."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        run: RunConfig = OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except OmegaConfBaseException as e:
+        raise ConfigError(str(e).splitlines()[0]) from None
+    arch, task = run.arch, run.task.name
+    if task not in arch.models:
+        pairs = ", ".join(f"arch={a} task={t}" for a, t in valid_pairs())
+        raise ConfigError(
+            f"arch={arch.name} does not support task={task}; {arch.name} supports task="
+            f"{'|'.join(arch.models)}. Valid pairs: {pairs}"
+        )
+    _check(task in run.data.tasks,
+           f"data={run.data.name} has no {task} task; it provides task={'|'.join(run.data.tasks)}")
+    if task != "classification" and arch.family in DECODE_METHODS:
+        methods = DECODE_METHODS[arch.family]
+        _check(run.decode.method in methods,
+               f"decode={run.decode.method} does not apply to arch={arch.name}; choose decode={'|'.join(methods)}")
+    return run
+
+
+def valid_pairs() -> list[tuple[str, str]]:
+    """(arch, task) pairs declared by conf/arch/*.yaml."""
+    from pathlib import Path
+
+    pairs = []
+    for path in sorted((Path(__file__).parent.parent / "conf" / "arch").glob("*.yaml")):
+        arch = OmegaConf.load(path)
+        pairs += [(arch.name, t) for t in arch.models]
+    return pairs

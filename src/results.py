@@ -1,0 +1,47 @@
+"""The per-run results record (`results.json`): what a report aggregates across a sweep.
+
+Written atomically (temp file in the same directory + rename), and never over an existing file."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+
+def run_key(config: dict) -> str:
+    """Deterministic id of a run: a hash of its resolved config (seed included, logger settings excluded), so the
+    same experiment gets the same key on every machine and after a restart."""
+    blob = json.dumps({k: v for k, v in config.items() if k != "logger"}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def write_results(path: Path, record: dict) -> Path:
+    """Write `record` as JSON to `path` atomically; refuse to replace finished results."""
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} already holds finished results; refusing to overwrite it")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f, indent=2, sort_keys=False, default=float)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)  # atomic, and fails if `path` appeared meanwhile
+    finally:
+        os.unlink(tmp)
+    return path

@@ -1,0 +1,55 @@
+"""Language modeling: next-token cross-entropy; perplexity (torchmetrics); continuations from test prompts."""
+from __future__ import annotations
+
+import torch.nn.functional as F
+import torchmetrics
+
+from ..models.generation import generate
+from ..models.vocab import PAD
+from .base import TaskModule
+
+PROMPT_TOKENS, NEW_TOKENS = 4, 32  # <bos> + 3 words as the prompt, 32 tokens generated
+
+
+class LMModule(TaskModule):
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.val_ppl = torchmetrics.text.Perplexity(ignore_index=PAD)
+        self.test_ppl = torchmetrics.text.Perplexity(ignore_index=PAD)
+
+    def _loss(self, tokens):
+        logits = self.model(tokens[:, :-1])
+        return logits, F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=PAD)
+
+    def training_step(self, batch, _):
+        _, loss = self._loss(batch["tokens"])
+        self.count_tokens(batch["tokens"][:, 1:])
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def _eval(self, batch, ppl, stage):
+        tokens = batch["tokens"]
+        logits, loss = self._loss(tokens)
+        n = int((tokens[:, 1:] != PAD).sum())
+        self.log(f"{stage}/loss", loss, batch_size=n)
+        ppl.update(logits, tokens[:, 1:])
+        self.log(f"{stage}/perplexity", ppl, batch_size=n)
+        if stage == "test" and len(self.samples) < self.n_samples:
+            prompts = tokens[: self.n_samples - len(self.samples), :PROMPT_TOKENS]
+            for p, out in zip(prompts, self._continue(prompts)):
+                self.samples.append({"prompt": self.dm.decode(p), "continuation": self.dm.decode(out)})
+
+    def _continue(self, prompts):
+        d = self.decode_cfg
+        return generate(self.model, prompts, d.method, NEW_TOKENS, beam_size=d.beam_size, length_penalty=d.length_penalty,
+                        temperature=d.temperature, top_k=d.top_k, top_p=d.top_p, seed=d.seed)
+
+    def validation_step(self, batch, _):
+        self._eval(batch, self.val_ppl, "val")
+
+    def test_step(self, batch, _):
+        self._eval(batch, self.test_ppl, "test")
+
+    def infer(self, batch):
+        out = self._continue(batch["tokens"][:, :PROMPT_TOKENS])
+        return int((out != PAD).sum())
