@@ -6,6 +6,7 @@ import logging
 import os
 import platform
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -81,6 +82,7 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
         raise FileExistsError(f"{results_path} already holds finished results; choose another hydra.run.dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="lightning")
     import datasets
 
     datasets.disable_progress_bars()

@@ -22,7 +22,7 @@ class TaskModule(L.LightningModule):
         no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
         opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=o.lr, betas=tuple(o.betas),
+            lr=o.lr, betas=tuple(o.betas), fused=True,  # one fused kernel per step, on CPU and GPU
         )
         total = max(1, self.trainer.max_steps) if self.trainer.max_steps > 0 else 10_000
 
