@@ -179,5 +179,6 @@ def valid_pairs() -> list[tuple[str, str]]:
     pairs = []
     for path in sorted((Path(__file__).parent.parent / "conf" / "arch").glob("*.yaml")):
         arch = OmegaConf.load(path)
+        arch = arch.get("arch", arch)  # a file in package _global_ nests its fields under arch:
         pairs += [(arch.name, t) for t in arch.models]
     return pairs

@@ -78,8 +78,6 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
     started = time.perf_counter()
     run_dir = Path(run_dir)
     results_path = run_dir / spec.results_file
-    if results_path.exists():
-        raise FileExistsError(f"{results_path} already holds finished results; choose another hydra.run.dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="lightning")
@@ -101,8 +99,8 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
     key = run_key(config)
     logger = build_logger(spec, run_dir, {**config, "run_key": key})
     clock = TrainClock()
-    trainer = L.Trainer(**cfg.trainer, logger=logger, callbacks=[clock], default_root_dir=run_dir,
-                        enable_checkpointing=True)
+    checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)
+    trainer = L.Trainer(**cfg.trainer, logger=logger, callbacks=[clock, checkpoints], default_root_dir=run_dir)
     setup_s = time.perf_counter() - started
 
     t = time.perf_counter()

@@ -1,0 +1,87 @@
+"""Composition, schema validation and the one-line errors of `python -m src.run`."""
+from pathlib import Path
+
+import pytest
+
+from src.config import ConfigError, valid_pairs, validate
+
+from .conftest import ROOT, compose, run_cli
+
+ARCHS = sorted(p.stem for p in (ROOT / "conf" / "arch").glob("*.yaml"))
+TASKS = sorted(p.stem for p in (ROOT / "conf" / "task").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+EXPECTED_PAIRS = {("encoder", "classification"), ("decoder", "classification"), ("decoder", "lm"),
+                  ("decoder", "translation"), ("encdec", "translation"), ("rnn_attn", "translation"),
+                  ("nar", "translation")}
+
+
+def test_the_arch_task_matrix_is_the_documented_one():
+    assert set(valid_pairs()) == EXPECTED_PAIRS
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_config_composes_and_validates(experiment):
+    spec = validate(compose(f"experiment={experiment}"))
+    assert (spec.arch.name, spec.task.name) in EXPECTED_PAIRS
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("task", TASKS)
+def test_every_pair_is_accepted_or_rejected_with_the_valid_choices(arch, task):
+    cfg = compose(f"arch={arch}", f"task={task}")
+    if (arch, task) in EXPECTED_PAIRS:
+        assert validate(cfg).arch.name == arch
+    else:
+        with pytest.raises(ConfigError) as err:
+            validate(cfg)
+        msg = str(err.value)
+        assert "\n" not in msg and f"arch={arch} does not support task={task}" in msg
+        assert "arch=encdec task=translation" in msg  # lists the valid pairs
+
+
+def test_nar_defaults_to_mask_predict_and_rejects_ar_decoding():
+    assert validate(compose("arch=nar")).decode.method == "mask_predict"
+    with pytest.raises(ConfigError, match="decode=beam does not apply to arch=nar; choose decode=mask_predict"):
+        validate(compose("arch=nar", "decode=beam"))
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("size.n_heads=3", "size.d_model=64 is not divisible by size.n_heads=3"),
+    ("decode.top_p=0", "decode.top_p=0.0 must be in (0, 1]"),
+    ("decode.method=nucleus", "decode.method=nucleus is not valid; choose one of: beam, greedy, mask_predict, sample"),
+    ("data.tokenizer=sentencepiece", "data.tokenizer=sentencepiece is not valid; choose one of: word, char, bpe"),
+])
+def test_bad_values_are_rejected_by_the_schema(override, expected):
+    with pytest.raises(ConfigError) as err:
+        validate(compose(override))
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_invalid_pair_exits_nonzero_with_one_line(tmp_path):
+    out = run_cli("arch=encoder", "task=translation", f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: arch=encoder does not support task=translation; encoder supports "
+                               "task=classification. Valid pairs: ")
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_cli_bad_size_exits_nonzero_with_one_line(tmp_path):
+    out = run_cli("size.d_model=30", "size.n_heads=4", f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("error: size.d_model=30 is not divisible by size.n_heads=4; choose n_heads among "
+                                  "1, 2, 3, 5, 6, 10, 15, 30")
+
+
+def test_cli_unknown_arch_names_the_options():
+    out = run_cli("arch=transformer")
+    assert out.returncode != 0
+    assert "Could not find 'arch/transformer'" in out.stderr and "encdec" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_cli_prints_the_composed_config():
+    out = run_cli("arch=decoder", "task=lm", "--cfg", "job")
+    assert out.returncode == 0
+    assert "name: decoder" in out.stdout and "name: lm" in out.stdout and "d_model: 64" in out.stdout

@@ -1,0 +1,60 @@
+"""`python -m src.run` end to end: every valid arch × task pair, results files, no overwrite."""
+import json
+
+import pytest
+
+from .conftest import run_cli, run_main
+from .test_config import EXPECTED_PAIRS
+
+TASK_METRICS = {
+    "translation": {"test/bleu", "test/chrf", "test/exact_match", "test/loss"},
+    "classification": {"test/accuracy", "test/macro_f1", "test/loss"},
+    "lm": {"test/perplexity", "test/loss"},
+}
+
+
+@pytest.mark.parametrize("arch, task", sorted(EXPECTED_PAIRS))
+def test_every_valid_pair_runs_fast_dev_run_and_writes_results(tmp_path, arch, task):
+    r = run_main(tmp_path, f"arch={arch}", f"task={task}", "debug=fast_dev_run", "logger=none")
+    assert (r["arch"], r["task"], r["seed"], r["size"]) == (arch, task, 0, "small")
+    assert TASK_METRICS[task] <= set(r["metrics"])
+    assert r["params"] > 0 and r["train"]["steps"] == 1 and r["train"]["tokens_per_s"] > 0
+    speed = r["inference"]["decode"]
+    assert speed["latency_ms_batch1"] > 0 and speed["throughput_tokens_per_s"] > 0
+    assert r["inference_tokens_per_s"] == speed["throughput_tokens_per_s"]
+    assert len(r["run_key"]) == 12 and r["config"]["arch"]["name"] == arch
+    if task == "translation":
+        assert r["decode"]["method"] == ("mask_predict" if arch == "nar" else "greedy")
+        assert (tmp_path / "attention.png").exists() == (arch != "decoder")  # a prefix-LM has no cross-attention
+    if arch == "nar":
+        assert r["decode"]["passes"] == 4
+        assert {"test/pass1/exact_match", "test/pass1/bleu"} <= set(r["metrics"])
+        assert set(r["inference"]) == {"decode", "decode_pass1"}
+
+
+def test_same_config_and_seed_give_the_same_run_key_and_metrics(tmp_path):
+    a = run_main(tmp_path / "a", "arch=encoder", "task=classification", "debug=fast", "logger=none")
+    b = run_main(tmp_path / "b", "arch=encoder", "task=classification", "debug=fast", "logger=none")
+    c = run_main(tmp_path / "c", "arch=encoder", "task=classification", "debug=fast", "logger=none", "seed=1")
+    assert a["run_key"] == b["run_key"] != c["run_key"]
+    assert a["metrics"] == b["metrics"]  # reproducible on CPU
+
+
+def test_cli_run_writes_results_and_never_overwrites_them(tmp_path):
+    out = run_cli("arch=encdec", "task=translation", "debug=fast", "logger=csv", "decode=beam",
+                  f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    path = tmp_path / "results.json"
+    r = json.loads(path.read_text())
+    assert r["decode"] == {"method": "beam", "beam_size": 4, "length_penalty": 1.0}
+    assert r["train"]["steps"] == 4 and r["git_commit"]
+    assert 0.0 <= r["metrics"]["test/exact_match"] <= 100.0
+    assert f"results: {path}" in out.stdout.replace("\n", "")
+    assert (tmp_path / "csv" / "metrics.csv").read_text().count("train/loss") >= 1
+    assert not list(tmp_path.glob(".results.json.*"))  # no temp file left behind
+    before = path.read_bytes()
+    again = run_cli("arch=encdec", "task=translation", "debug=fast", "logger=csv", f"hydra.run.dir={tmp_path}")
+    assert again.returncode == 2
+    assert again.stderr.strip().startswith("error: ") and "already holds finished results" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+    assert path.read_bytes() == before
