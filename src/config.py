@@ -106,6 +106,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     warmup_steps: int = 100
     label_smoothing: float = 0.0
+    grad_clip: float = 1.0  # max global gradient norm; 0 = off
 
 
 @dataclass

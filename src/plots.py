@@ -18,7 +18,7 @@ def attention_heatmaps(examples: list[tuple[list[str], list[str], "object"]], pa
         ax.set_yticks(range(len(tgt)), tgt, fontsize=8)
         ax.set_xlabel("source")
         ax.set_ylabel("target")
-    fig.suptitle("cross-attention weights (rows sum to 1)")
+    fig.suptitle("attention weights: target × source, each row sums to 1")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

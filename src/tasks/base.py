@@ -35,6 +35,11 @@ class TaskModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def on_before_optimizer_step(self, optimizer):
+        """Clip the global gradient norm here (Lightning's own clipping refuses fused optimizers under AMP)."""
+        if self.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim.grad_clip)
+
     def count_tokens(self, *tensors: torch.Tensor) -> None:
         self.train_tokens += int(sum((t != 0).sum() for t in tensors))
 
