@@ -12,10 +12,11 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from .benchmark import inference_report
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .data.datamodule import FIELDS, TextDataModule
 from .data.tokenizer import train_tokenizer
 from .results import SCHEMA_VERSION, git_commit, run_key, write_results
@@ -100,7 +101,10 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
     logger = build_logger(spec, run_dir, {**config, "run_key": key})
     clock = TrainClock()
     checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)
-    trainer = L.Trainer(**cfg.trainer, logger=logger, callbacks=[clock, checkpoints], default_root_dir=run_dir)
+    try:
+        trainer = L.Trainer(**cfg.trainer, logger=logger, callbacks=[clock, checkpoints], default_root_dir=run_dir)
+    except (TypeError, ValueError, MisconfigurationException) as e:  # a bad trainer.* value
+        raise ConfigError(f"trainer: {str(e).splitlines()[0]}") from None
     setup_s = time.perf_counter() - started
 
     t = time.perf_counter()

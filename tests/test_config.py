@@ -1,5 +1,4 @@
 """Composition, schema validation and the one-line errors of `python -m src.run`."""
-from pathlib import Path
 
 import pytest
 
@@ -85,3 +84,11 @@ def test_cli_prints_the_composed_config():
     out = run_cli("arch=decoder", "task=lm", "--cfg", "job")
     assert out.returncode == 0
     assert "name: decoder" in out.stdout and "name: lm" in out.stdout and "d_model: 64" in out.stdout
+
+
+def test_cli_bad_trainer_value_exits_nonzero_with_one_line(tmp_path):
+    out = run_cli("trainer.max_steps=-5", "debug=fast", "logger=none", f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "error: trainer: `max_steps` must be a non-negative integer or -1 (infinite steps). You passed in -5."]
+    assert not (tmp_path / "results.json").exists()

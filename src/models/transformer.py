@@ -16,11 +16,10 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .attention import KVCache, MultiHeadAttention, causal_mask, padding_mask
-from .vocab import BOS, EOS, PAD
+from .vocab import BOS, PAD
 
 
 class Embedding(nn.Module):
