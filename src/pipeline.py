@@ -113,6 +113,8 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
     t = time.perf_counter()
     metrics = {k: float(v) for k, v in trainer.test(module, datamodule=dm, verbose=False)[0].items()}
     test_s = time.perf_counter() - t
+    device = trainer.strategy.root_device
+    module.to(device)  # Lightning hands the module back on the CPU after fit/test; time it where it trained
     t = time.perf_counter()
     inference = inference_report(module, spec.bench)
     bench_s = time.perf_counter() - t
@@ -126,7 +128,6 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
         if examples:
             heatmap = attention_heatmaps(examples, run_dir / "attention.png")
 
-    device = module.device
     record = {
         "schema": SCHEMA_VERSION,
         "run_key": key,

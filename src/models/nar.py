@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import padding_mask
-from .transformer import Stack, _lm_head
+from .transformer import Stack, _lm_head, last_cross_attention
 from .vocab import BOS, EOS, MASK, PAD
 
 
@@ -84,12 +84,5 @@ class CMLM(nn.Module):
         return self.predict(tgt, *self.encode(src))
 
     def cross_attention(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
-        """Head-averaged cross-attention of the last decoder layer on a known target: (B, T, S), rows sum to 1
-        over real source positions."""
-        attn = self.decoder.layers[-1].cross_attn
-        attn.keep_weights = True
-        try:
-            self.forward(src, tgt)
-        finally:
-            attn.keep_weights = False
-        return attn.weights
+        """(B, T, S) cross-attention of the last decoder layer on a known target."""
+        return last_cross_attention(self, src, tgt)

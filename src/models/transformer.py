@@ -307,11 +307,16 @@ class EncoderDecoder(_Incremental, nn.Module):
         return self.step(bos, state), state
 
     def cross_attention(self, src, tgt_in) -> torch.Tensor:
-        """Head-averaged cross-attention of the last decoder layer: (B, T_tgt, S_src), rows sum to 1 over real src."""
-        attn = self.decoder.layers[-1].cross_attn
-        attn.keep_weights = True
-        try:
-            self.forward(src, tgt_in)
-        finally:
-            attn.keep_weights = False
-        return attn.weights
+        return last_cross_attention(self, src, tgt_in)
+
+
+def last_cross_attention(model: nn.Module, src, tgt) -> torch.Tensor:
+    """Head-averaged cross-attention of the last decoder layer during model(src, tgt): (B, T_tgt, S_src), rows sum
+    to 1 over the real source tokens."""
+    attn = model.decoder.layers[-1].cross_attn
+    attn.keep_weights = True
+    try:
+        model(src, tgt)
+    finally:
+        attn.keep_weights = False
+    return attn.weights
