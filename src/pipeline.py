@@ -196,13 +196,12 @@ def print_summary(record: dict, results_path: Path, logger) -> None:
         table.add_row(f"{name}: latency ms/sentence (batch 1)", f"{d['latency_ms_batch1']:.2f}")
         table.add_row(f"{name}: tokens/s (batch {d['throughput_batch']})", f"{d['throughput_tokens_per_s']:,.0f}")
     table.add_row("wall seconds (total)", f"{record['wall_seconds']['total']:.1f}")
-    console = Console()
-    console.print(table)
+    Console().print(table)
     for s in record["samples"][:3]:
-        console.print("  " + json.dumps(s, ensure_ascii=False))
-    console.print(f"results: {results_path}")
+        print("  " + json.dumps(s, ensure_ascii=False))
+    print(f"results: {results_path}")
     if logger and logger.__class__.__name__ == "WandbLogger":
         run_dir = Path(logger.experiment.dir).parent
         logger.experiment.finish()
         if "offline" in run_dir.name:
-            console.print(f"W&B offline run: wandb sync {run_dir}")
+            print(f"W&B offline run: wandb sync {run_dir}")

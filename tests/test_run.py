@@ -49,7 +49,7 @@ def test_cli_run_writes_results_and_never_overwrites_them(tmp_path):
     assert r["decode"] == {"method": "beam", "beam_size": 4, "length_penalty": 1.0}
     assert r["train"]["steps"] == 4 and len(r["git_commit"]) == 40 and r["device"].startswith("cpu")
     assert 0.0 <= r["metrics"]["test/exact_match"] <= 100.0
-    assert f"results: {path}" in out.stdout.replace("\n", "")
+    assert f"results: {path}" in out.stdout.splitlines()
     assert (tmp_path / "csv" / "metrics.csv").read_text().count("train/loss") >= 1
     assert not list(tmp_path.glob(".results.json.*"))  # no temp file left behind
     before = path.read_bytes()
