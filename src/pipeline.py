@@ -27,7 +27,8 @@ log = logging.getLogger("archbench")
 class TrainClock(L.Callback):
     """Wall seconds spent inside training steps (forward, backward, optimizer), for tokens/s."""
 
-    seconds = 0.0
+    def __init__(self):
+        self.seconds = 0.0
 
     def _sync(self, pl_module):
         if pl_module.device.type == "cuda":

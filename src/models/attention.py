@@ -33,9 +33,13 @@ class KVCache:
         return self.k[:, :, :end], self.v[:, :, :end]
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Select batch rows (beam search): row i becomes old row index[i]."""
-        self.k = self.k.index_select(0, index)
-        self.v = self.v.index_select(0, index)
+        """Select batch rows (beam search): row i becomes old row index[i]. In place when the batch size is kept,
+        so the buffers stay where a captured graph expects them; new buffers when it changes (beam expansion)."""
+        k, v = self.k.index_select(0, index), self.v.index_select(0, index)
+        if k.shape == self.k.shape:
+            self.k.copy_(k), self.v.copy_(v)
+        else:
+            self.k, self.v = k, v
 
 
 class MultiHeadAttention(nn.Module):

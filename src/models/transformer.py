@@ -13,7 +13,7 @@ Models: EncoderClassifier (BERT-like), DecoderLM / DecoderClassifier / PrefixLM 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -150,7 +150,6 @@ class DecodeState:
     next_pos: torch.Tensor  # (B,) position id of the next token (counts real tokens only)
     pos: int = 0  # next cache slot
     memory_mask: torch.Tensor | None = None
-    extra: dict = field(default_factory=dict)
 
     def reorder(self, index):
         for c in self.caches:
