@@ -2,7 +2,6 @@
 of several repeats. Latency is per sentence at batch 1; throughput is tokens/s on one larger batch."""
 from __future__ import annotations
 
-import dataclasses
 import statistics
 import time
 
@@ -51,8 +50,7 @@ def inference_speed(module, bench: BenchConfig, decode=None) -> dict[str, float]
 
 
 def inference_report(module, bench: BenchConfig) -> dict[str, dict[str, float]]:
-    """Speed of the configured decoding; a NAR model is also timed with a single refinement pass."""
-    report = {"decode": inference_speed(module, bench)}
-    if getattr(module, "nar", False) and module.decode_cfg.passes > 1:
-        report["decode_pass1"] = inference_speed(module, bench, dataclasses.replace(module.decode_cfg, passes=1))
-    return report
+    """Speed of each decoding the task scores (`module.decode_variants`): "decode" is the configured one;
+    a multi-pass NAR model also gets "decode_pass1"."""
+    return {"decode" + (f"_{name.rstrip('/')}" if name else ""): inference_speed(module, bench, decode)
+            for name, decode in module.decode_variants.items()}

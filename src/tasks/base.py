@@ -7,6 +7,7 @@ import lightning as L
 import torch
 
 from ..config import DecodeConfig, OptimConfig
+from ..models.generation import generate
 
 
 class TaskModule(L.LightningModule):
@@ -42,6 +43,18 @@ class TaskModule(L.LightningModule):
 
     def count_tokens(self, *tensors: torch.Tensor) -> None:
         self.train_tokens += int(sum((t != 0).sum() for t in tensors))
+
+    def generate_tokens(self, src: torch.Tensor, max_new_tokens: int, decode: DecodeConfig | None = None):
+        """The model's output token ids for `src` with the configured (or given) decoding."""
+        d = decode or self.decode_cfg
+        return generate(self.model, src, d.method, max_new_tokens, beam_size=d.beam_size,
+                        length_penalty=d.length_penalty, temperature=d.temperature, top_k=d.top_k, top_p=d.top_p,
+                        seed=d.seed, passes=d.passes)
+
+    @property
+    def decode_variants(self) -> dict[str, DecodeConfig]:
+        """Decodings scored and timed, by metric prefix: the configured one ("")."""
+        return {"": self.decode_cfg}
 
     # --- inference speed: the task says what "one inference" of a batch is and how many tokens it yields ---
     def infer(self, batch: dict) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch.nn.functional as F
 import torchmetrics
 
-from ..models.generation import generate
 from ..models.vocab import PAD
 from .base import TaskModule
 
@@ -36,13 +35,8 @@ class LMModule(TaskModule):
         self.log(f"{stage}/perplexity", ppl, batch_size=n)
         if stage == "test" and len(self.samples) < self.n_samples:
             prompts = tokens[: self.n_samples - len(self.samples), :PROMPT_TOKENS]
-            for p, out in zip(prompts, self._continue(prompts)):
+            for p, out in zip(prompts, self.generate_tokens(prompts, NEW_TOKENS)):
                 self.samples.append({"prompt": self.dm.decode(p), "continuation": self.dm.decode(out)})
-
-    def _continue(self, prompts):
-        d = self.decode_cfg
-        return generate(self.model, prompts, d.method, NEW_TOKENS, beam_size=d.beam_size, length_penalty=d.length_penalty,
-                        temperature=d.temperature, top_k=d.top_k, top_p=d.top_p, seed=d.seed)
 
     def validation_step(self, batch, _):
         self._eval(batch, self.val_ppl, "val")
@@ -51,5 +45,5 @@ class LMModule(TaskModule):
         self._eval(batch, self.test_ppl, "test")
 
     def infer(self, batch):
-        out = self._continue(batch["tokens"][:, :PROMPT_TOKENS])
+        out = self.generate_tokens(batch["tokens"][:, :PROMPT_TOKENS], NEW_TOKENS)
         return int((out != PAD).sum())

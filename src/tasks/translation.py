@@ -8,7 +8,6 @@ import sacrebleu
 import torch
 import torch.nn.functional as F
 
-from ..models.generation import generate
 from ..models.vocab import BOS, EOS, PAD
 from .base import TaskModule
 
@@ -30,9 +29,9 @@ class TranslationModule(TaskModule):
         self._refs: list[str] = []
 
     @property
-    def decode_variants(self) -> dict[str, object]:
-        """Decodings scored on the test set: the configured one, and one-pass NAR next to multi-pass NAR."""
-        variants = {"": self.decode_cfg}
+    def decode_variants(self):
+        """The configured decoding, and for a multi-pass NAR model also a single pass ("pass1/")."""
+        variants = super().decode_variants
         if self.nar and self.decode_cfg.passes > 1:
             variants["pass1/"] = dataclasses.replace(self.decode_cfg, passes=1)
         return variants
@@ -59,9 +58,7 @@ class TranslationModule(TaskModule):
 
     def translate(self, src: torch.Tensor, decode=None) -> torch.Tensor:
         d = decode or self.decode_cfg
-        max_new = int(d.max_len_a * src.size(1) + d.max_len_b)
-        return generate(self.model, src, d.method, max_new, beam_size=d.beam_size, length_penalty=d.length_penalty,
-                        temperature=d.temperature, top_k=d.top_k, top_p=d.top_p, seed=d.seed, passes=d.passes)
+        return self.generate_tokens(src, int(d.max_len_a * src.size(1) + d.max_len_b), d)
 
     def on_test_epoch_start(self):
         self._hyps, self._refs = {name: [] for name in self.decode_variants}, []
