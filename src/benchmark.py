@@ -41,11 +41,12 @@ def inference_speed(module, bench: BenchConfig, decode=None) -> dict[str, float]
         seconds, tokens = median_time(lambda: module.infer(big), module.device, bench.warmup, bench.repeats)
     finally:
         module.decode_cfg = saved
+    batch = len(next(iter(big.values())))
     return {
         "latency_ms_batch1": 1000.0 * per_sentence / len(singles),
-        "throughput_batch": len(next(iter(big.values()))),
+        "throughput_batch": batch,
         "throughput_tokens_per_s": tokens / seconds,
-        "throughput_sentences_per_s": len(next(iter(big.values()))) / seconds,
+        "throughput_sentences_per_s": batch / seconds,
     }
 
 

@@ -89,14 +89,15 @@ class DecoderLayer(nn.Module):
         return self.res[-1](y, self.ffn)
 
 
-def self_attention_mask(valid: torch.Tensor, causal: bool) -> torch.Tensor:
-    """(B, T) bool of real tokens -> (B, 1, T, T): keys must be real (and not in the future if causal).
-    Each position may always see itself, so rows of pad queries never become all -inf (NaN)."""
+def self_attention_mask(valid: torch.Tensor, causal: bool, start: int = 0) -> torch.Tensor:
+    """(B, T) bool of real keys -> (B, 1, T-start, T) for the queries at positions start..T-1 (start > 0: the new
+    tokens of an incremental step): keys must be real (and not in the future if causal). Each position may always
+    see itself, so rows of pad queries never become all -inf (NaN)."""
     t = valid.size(1)
     mask = valid[:, None, None, :]
     if causal:
-        mask = mask & causal_mask(t, valid.device)
-    return mask | torch.eye(t, dtype=torch.bool, device=valid.device)
+        mask = mask & causal_mask(t, valid.device)[start:]
+    return mask | torch.eye(t, dtype=torch.bool, device=valid.device)[start:]
 
 
 def positions_of(valid: torch.Tensor) -> torch.Tensor:
@@ -184,11 +185,9 @@ class _Incremental:
         valid = tokens != PAD
         start = state.pos
         state.key_valid[:, start : start + t] = valid
-        positions = state.next_pos[:, None] + (valid.long().cumsum(1) - 1).clamp(min=0)
+        positions = state.next_pos[:, None] + positions_of(valid)
         state.next_pos = state.next_pos + valid.sum(1)
-        keys = state.key_valid[:, : start + t]
-        mask = keys[:, None, None, :] & causal_mask(start + t, tokens.device)[start:]
-        mask = mask | (torch.arange(start + t, device=tokens.device) == torch.arange(start, start + t, device=tokens.device)[:, None])
+        mask = self_attention_mask(state.key_valid[:, : start + t], causal=True, start=start)
         x = self.decoder.embed(tokens, positions)
         for layer, cache in zip(self.decoder.layers, state.caches):
             x = layer(x, mask, None, state.memory_mask, cache=cache, pos=start)
