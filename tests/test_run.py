@@ -23,6 +23,7 @@ def test_every_valid_pair_runs_fast_dev_run_and_writes_results(tmp_path, arch, t
     assert speed["latency_ms_batch1"] > 0 and speed["throughput_tokens_per_s"] > 0
     assert r["inference_tokens_per_s"] == speed["throughput_tokens_per_s"]
     assert len(r["run_key"]) == 12 and r["config"]["arch"]["name"] == arch
+    assert len(r["samples"]) == 2  # debug: samples=2, never a whole test batch
     if task == "translation":
         assert r["decode"]["method"] == ("mask_predict" if arch == "nar" else "greedy")
         assert (tmp_path / "attention.png").exists() == (arch != "decoder")  # a prefix-LM has no cross-attention

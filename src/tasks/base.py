@@ -8,6 +8,7 @@ import torch
 
 from ..config import DecodeConfig, OptimConfig
 from ..models.generation import generate
+from ..models.vocab import PAD
 
 
 class TaskModule(L.LightningModule):
@@ -19,10 +20,10 @@ class TaskModule(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.optim
-        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
-        no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
+        params = list(self.model.parameters())  # weight decay on matrices, not on biases and norms
         opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            [{"params": [p for p in params if p.dim() >= 2], "weight_decay": o.weight_decay},
+             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
             lr=o.lr, betas=tuple(o.betas), fused=True,  # one fused kernel per step, on CPU and GPU
         )
         total = max(1, self.trainer.max_steps) if self.trainer.max_steps > 0 else 10_000
@@ -42,7 +43,7 @@ class TaskModule(L.LightningModule):
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim.grad_clip)
 
     def count_tokens(self, *tensors: torch.Tensor) -> None:
-        self.train_tokens += int(sum((t != 0).sum() for t in tensors))
+        self.train_tokens += int(sum((t != PAD).sum() for t in tensors))
 
     def generate_tokens(self, src: torch.Tensor, max_new_tokens: int, decode: DecodeConfig | None = None):
         """The model's output token ids for `src` with the configured (or given) decoding."""

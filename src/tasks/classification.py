@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 import torchmetrics
 
+from ..models.vocab import PAD
 from .base import TaskModule
 
 
@@ -11,11 +12,11 @@ class ClassificationModule(TaskModule):
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
         n = self.dm.n_classes
-        self.metrics = torchmetrics.MetricCollection(
+        metrics = torchmetrics.MetricCollection(
             {"accuracy": torchmetrics.Accuracy("multiclass", num_classes=n),
              "macro_f1": torchmetrics.F1Score("multiclass", num_classes=n, average="macro")}
         )
-        self.val_metrics, self.test_metrics = self.metrics.clone("val/"), self.metrics.clone("test/")
+        self.val_metrics, self.test_metrics = metrics.clone("val/"), metrics.clone("test/")
 
     def training_step(self, batch, _):
         loss = F.cross_entropy(self.model(batch["tokens"]), batch["label"])
@@ -28,8 +29,9 @@ class ClassificationModule(TaskModule):
         self.log(f"{stage}/loss", F.cross_entropy(logits, batch["label"]), batch_size=len(logits))
         metrics.update(logits, batch["label"])
         self.log_dict(metrics, batch_size=len(logits))
-        if stage == "test" and len(self.samples) < self.n_samples:
-            for tokens, label, pred in zip(batch["tokens"], batch["label"], logits.argmax(-1)):
+        if stage == "test":
+            rows = zip(batch["tokens"], batch["label"], logits.argmax(-1))
+            for tokens, label, pred in list(rows)[: self.n_samples - len(self.samples)]:
                 self.samples.append({"input": self.dm.decode(tokens), "label": int(label), "prediction": int(pred)})
 
     def validation_step(self, batch, _):
@@ -40,4 +42,4 @@ class ClassificationModule(TaskModule):
 
     def infer(self, batch):
         self.model(batch["tokens"]).argmax(-1)
-        return int((batch["tokens"] != 0).sum())
+        return int((batch["tokens"] != PAD).sum())

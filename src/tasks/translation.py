@@ -71,10 +71,9 @@ class TranslationModule(TaskModule):
         for name, decode in self.decode_variants.items():
             hyps = [self.dm.decode(h) for h in self.translate(batch["src"], decode)]
             self._hyps[name] += hyps
-            if not name and len(self.samples) < self.n_samples:
-                for s, r, h in zip(batch["src"], refs, hyps):
-                    if len(self.samples) < self.n_samples:
-                        self.samples.append({"source": self.dm.decode(s), "reference": r, "hypothesis": h})
+            if not name:
+                for s, r, h in list(zip(batch["src"], refs, hyps))[: self.n_samples - len(self.samples)]:
+                    self.samples.append({"source": self.dm.decode(s), "reference": r, "hypothesis": h})
 
     def on_test_epoch_end(self):
         for name, hyps in self._hyps.items():
