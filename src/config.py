@@ -12,6 +12,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+LM_PROMPT_TOKENS = 4  # <bos> + 3 tokens: the prompt of the LM task's samples and inference timing
 DECODE_METHODS = {"ar": ("greedy", "beam", "sample"), "nar": ("mask_predict",)}
 
 
@@ -55,6 +56,7 @@ class DataConfig:
 
         _check(self.tokenizer in KINDS, f"data.tokenizer={self.tokenizer} is not valid; choose one of: {', '.join(KINDS)}")
         _check(self.batch_size > 0 and self.eval_batch_size > 0, f"data.batch_size={self.batch_size} must be > 0")
+        _check(self.max_length >= 1, f"data.max_length={self.max_length} must be >= 1 (tokens kept per sequence)")
 
 
 @dataclass
@@ -107,6 +109,7 @@ class OptimConfig:
     warmup_steps: int = 100
     label_smoothing: float = 0.0
     grad_clip: float = 1.0  # max global gradient norm; 0 = off
+    divergence_patience: int = 0  # stop after this many consecutive non-finite losses (0: at the first)
 
 
 @dataclass
@@ -140,6 +143,8 @@ class RunConfig:
     seed: int = 0
     threads: Optional[int] = None  # torch CPU threads (None: torch's default)
     samples: int = 5  # decoded test examples printed and logged
+    checkpoint_every_n_steps: int = 250  # periodic last.ckpt, so a kill without warning loses little (0: off)
+    progress_every_s: float = 15.0  # one progress line in the log this often
     results_file: str = "results.json"
 
 
@@ -166,6 +171,9 @@ def validate(cfg: DictConfig) -> RunConfig:
         )
     _check(task in run.data.tasks,
            f"data={run.data.name} has no {task} task; it provides task={'|'.join(run.data.tasks)}")
+    if task == "lm":
+        _check(run.data.max_length >= LM_PROMPT_TOKENS, f"data.max_length={run.data.max_length} is too short for "
+               f"task=lm: its samples use a {LM_PROMPT_TOKENS}-token prompt; use data.max_length >= {LM_PROMPT_TOKENS}")
     if task != "classification" and arch.family in DECODE_METHODS:
         methods = DECODE_METHODS[arch.family]
         _check(run.decode.method in methods,

@@ -1,10 +1,14 @@
-"""One run: data → model → train → test → inference speed → attention heatmap → results.json (+ W&B, summary)."""
+"""One run, as a list of stages: data → model → train (resuming from the run dir's checkpoint) → test → inference
+speed → attention heatmap → results.json (+ W&B, summary). Each stage is a call into the module that owns it; the
+run directory's status.json says how far it got and how it ended (src/run_dir.py)."""
 from __future__ import annotations
 
 import json
 import logging
 import os
 import platform
+import secrets
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -16,31 +20,14 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from .benchmark import inference_report
+from .callbacks import DivergenceGuard, Diverged, GracefulStop, Interrupted, MetricHistory, ProgressLog, TrainClock
 from .config import ConfigError, RunConfig
 from .data.datamodule import FIELDS, TextDataModule
 from .data.tokenizer import train_tokenizer
 from .results import SCHEMA_VERSION, git_commit, run_key, write_results
+from .run_dir import LAST_CHECKPOINT, RunDir
 
 log = logging.getLogger("archbench")
-
-
-class TrainClock(L.Callback):
-    """Wall seconds spent inside training steps (forward, backward, optimizer), for tokens/s."""
-
-    def __init__(self):
-        self.seconds = 0.0
-
-    def _sync(self, pl_module):
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize(pl_module.device)
-
-    def on_train_batch_start(self, trainer, pl_module, *_):
-        self._sync(pl_module)
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, *_):
-        self._sync(pl_module)
-        self.seconds += time.perf_counter() - self._start
 
 
 def build_datamodule(cfg: DictConfig, spec: RunConfig) -> TextDataModule:
@@ -52,17 +39,38 @@ def build_datamodule(cfg: DictConfig, spec: RunConfig) -> TextDataModule:
                           spec.data.max_length, spec.seed)
 
 
-def build_logger(spec: RunConfig, run_dir: Path, config: dict):
+def build_logger(spec: RunConfig, run_dir: Path, config: dict, wandb_id: str):
     lg = spec.logger
     if lg.name == "none":
         return False
     if lg.name == "csv":
-        return L.pytorch.loggers.CSVLogger(run_dir, name="csv", version="")
+        return AppendingCSVLogger(run_dir, name="csv", version="")
     from lightning.pytorch.loggers import WandbLogger
 
+    os.environ.setdefault("WANDB_SILENT", "true")  # our own lines say where the run is and how to sync it
     offline = "WANDB_MODE" not in os.environ and not _wandb_logged_in()
     return WandbLogger(project=lg.project, group=lg.group, job_type=lg.job_type, tags=list(lg.tags),
-                       name=run_dir.name, save_dir=str(run_dir), offline=offline, config=config)
+                       name=run_dir.name, save_dir=str(run_dir), offline=offline, config=config,
+                       id=wandb_id, resume="allow")
+
+
+class AppendingCSVLogger(L.pytorch.loggers.CSVLogger):
+    """Lightning's CSVLogger deletes an existing metrics.csv; a resumed run appends to its earlier segments' rows."""
+
+    @property
+    def experiment(self):
+        if self._experiment is None:
+            from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+            class Writer(ExperimentWriter):
+                def _check_log_dir_exists(self):
+                    if os.path.isfile(self.metrics_file_path):  # keep its rows and its header's columns
+                        with open(self.metrics_file_path) as f:
+                            self.metrics_keys = f.readline().strip().split(",")
+
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = Writer(log_dir=self.log_dir)
+        return self._experiment
 
 
 def _wandb_logged_in() -> bool:
@@ -78,57 +86,147 @@ def _wandb_logged_in() -> bool:
 
 def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
     started = time.perf_counter()
-    run_dir = Path(run_dir)
-    results_path = run_dir / spec.results_file
-    run_dir.mkdir(parents=True, exist_ok=True)
+    rd = RunDir(run_dir, spec.results_file)
+    _quiet_libraries()
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    L.seed_everything(spec.seed, workers=True, verbose=False)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    key = run_key(config)
+    resume = _check_resume(rd, key)
+    log.info(f"archbench · arch={spec.arch.name} task={spec.task.name} data={spec.data.name} size={spec.size.name} "
+             f"seed={spec.seed} · run dir {rd.path}" + (f" · resuming from {resume}" if resume else ""))
+
+    dm = build_datamodule(cfg, spec)
+    model, module = build_module(cfg, spec, dm)
+    wandb_id = rd.status().get("wandb_id") or f"{key}-{secrets.token_hex(3)}"  # one W&B run over all segments
+    rd.set_status("running", run_key=key, wandb_id=wandb_id)
+    logger = build_logger(spec, rd.path, {**config, "run_key": key}, wandb_id)
+    stop = GracefulStop(rd.checkpoints / LAST_CHECKPOINT)
+    clock, history = TrainClock(), MetricHistory()
+    trainer = build_trainer(cfg, spec, rd, logger, [stop, clock, history])
+    setup_s = time.perf_counter() - started
+    stop.install()
+    try:
+        t = time.perf_counter()
+        trainer.fit(module, datamodule=dm, ckpt_path=resume)
+        fit_s = time.perf_counter() - t
+        stop.check()
+        t = time.perf_counter()
+        metrics = {k: float(v) for k, v in trainer.test(module, datamodule=dm, verbose=False)[0].items()}
+        test_s = time.perf_counter() - t
+        stop.check()
+        device = trainer.strategy.root_device
+        module.to(device)  # Lightning hands the module back on the CPU after fit/test; time it where it trained
+        t = time.perf_counter()
+        inference = inference_report(module, spec.bench)
+        bench_s = time.perf_counter() - t
+        stop.check()
+        heatmap = save_heatmap(module, spec, rd.path)
+        record = make_record(cfg, spec, config, key, module, model, trainer, clock, history, metrics, inference,
+                             heatmap, device, {"setup": setup_s, "fit": fit_s, "test": test_s, "bench": bench_s})
+        record["wall_seconds"]["total"] = time.perf_counter() - started
+        write_results(rd.results, record)
+    except BaseException as e:
+        _record_failure(e, rd, trainer, logger, stop)
+        raise
+    finally:
+        stop.uninstall()
+    rd.set_status("finished", step=trainer.global_step)
+    _finish_logger(logger, record, heatmap)
+    print_summary(record, rd.results, logger)
+    return record
+
+
+def _quiet_libraries() -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="lightning")
     import datasets
 
     datasets.disable_progress_bars()
-    if spec.threads:
-        torch.set_num_threads(spec.threads)
-    L.seed_everything(spec.seed, workers=True, verbose=False)
 
-    dm = build_datamodule(cfg, spec)
+
+def _check_resume(rd: RunDir, key: str) -> Path | None:
+    """The checkpoint to resume from, if the run dir holds an unfinished run of this same config."""
+    if rd.state != "unfinished":
+        return None
+    other = rd.status().get("run_key")
+    if other and other != key:
+        raise ConfigError(f"{rd.path} holds an unfinished run of another config (run_key {other}, this one {key}); "
+                          "resume it with its own overrides or choose another hydra.run.dir")
+    return rd.latest_checkpoint()
+
+
+def build_module(cfg: DictConfig, spec: RunConfig, dm: TextDataModule):
     size = {k: v for k, v in OmegaConf.to_container(cfg.size).items() if k != "name"}
     model = instantiate(cfg.arch.models[spec.task.name])(
         vocab_size=dm.vocab_size, n_classes=dm.n_classes, **size, **spec.arch.params
     )
     module = instantiate(cfg.task.module)(model=model, datamodule=dm, optim=spec.optim, decode=spec.decode,
                                           samples=spec.samples)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    key = run_key(config)
-    logger = build_logger(spec, run_dir, {**config, "run_key": key})
-    clock = TrainClock()
-    checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)
+    return model, module
+
+
+def build_trainer(cfg: DictConfig, spec: RunConfig, rd: RunDir, logger, callbacks: list) -> L.Trainer:
+    """Lightning Trainer with the run's callbacks: periodic checkpoints (last.ckpt only: each save supersedes the
+    previous one), divergence guard, and progress: rich bar on a terminal, one-line progress logs always."""
+    kwargs = OmegaConf.to_container(cfg.trainer)
+    interactive = sys.stdout.isatty()
+    kwargs.setdefault("enable_progress_bar", interactive)
+    callbacks = [*callbacks, DivergenceGuard(spec.optim.divergence_patience), ProgressLog(spec.progress_every_s),
+                 L.pytorch.callbacks.ModelCheckpoint(dirpath=rd.checkpoints, save_top_k=0, save_last=True,
+                                                     every_n_train_steps=spec.checkpoint_every_n_steps or None,
+                                                     enable_version_counter=False)]
+    if kwargs["enable_progress_bar"]:
+        callbacks.append(L.pytorch.callbacks.RichProgressBar())
+    plugins = []
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    if SLURMEnvironment.detect():  # our GracefulStop checkpoints and requeues; no hpc_ckpt_N files
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     try:
-        trainer = L.Trainer(**cfg.trainer, logger=logger, callbacks=[clock, checkpoints], default_root_dir=run_dir)
+        return L.Trainer(**kwargs, logger=logger, callbacks=callbacks, plugins=plugins, default_root_dir=rd.path)
     except (TypeError, ValueError, MisconfigurationException) as e:  # a bad trainer.* value
         raise ConfigError(f"trainer: {str(e).splitlines()[0]}") from None
-    setup_s = time.perf_counter() - started
 
-    t = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
-    fit_s = time.perf_counter() - t
-    t = time.perf_counter()
-    metrics = {k: float(v) for k, v in trainer.test(module, datamodule=dm, verbose=False)[0].items()}
-    test_s = time.perf_counter() - t
-    device = trainer.strategy.root_device
-    module.to(device)  # Lightning hands the module back on the CPU after fit/test; time it where it trained
-    t = time.perf_counter()
-    inference = inference_report(module, spec.bench)
-    bench_s = time.perf_counter() - t
 
-    heatmap = None
-    if spec.task.name == "translation":
-        from .plots import attention_heatmaps
-        from .tasks.translation import attention_examples
+def _record_failure(e: BaseException, rd: RunDir, trainer, logger, stop: GracefulStop) -> None:
+    """status.json says how the run ended; W&B is closed with a non-zero exit code (never marked finished)."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-        examples = attention_examples(module)
-        if examples:
-            heatmap = attention_heatmaps(examples, run_dir / "attention.png")
+    step = trainer.global_step
+    if isinstance(e, SIGTERMException):
+        e = Interrupted(stop.signum or 15)
+    if isinstance(e, Diverged):
+        rd.set_status("diverged", step=e.step, error=str(e))
+        code = 1
+    elif isinstance(e, (Interrupted, KeyboardInterrupt)):
+        rd.set_status("interrupted", step=step, error=f"interrupted by {e}")
+        code = getattr(e, "exit_code", 130)
+    else:
+        rd.set_status("failed", step=step, error=(str(e).splitlines() or [type(e).__name__])[0])
+        code = 1
+    if logger and logger.__class__.__name__ == "WandbLogger" and logger._experiment is not None:
+        logger.experiment.finish(exit_code=code)
+    elif logger:
+        logger.save()  # CSV: the rows of this segment; a resumed segment appends to them
+    if isinstance(e, Interrupted):
+        stop.hand_over()
 
+
+def save_heatmap(module, spec: RunConfig, run_dir: Path) -> Path | None:
+    if spec.task.name != "translation":
+        return None
+    from .plots import attention_heatmaps
+    from .tasks.translation import attention_examples
+
+    examples = attention_examples(module)
+    return attention_heatmaps(examples, run_dir / "attention.png") if examples else None
+
+
+def make_record(cfg, spec, config, key, module, model, trainer, clock, history, metrics, inference, heatmap, device,
+                wall) -> dict:
     record = {
         "schema": SCHEMA_VERSION,
         "run_key": key,
@@ -141,26 +239,23 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
         "metrics": metrics,
         "params": sum(p.numel() for p in model.parameters()),
         "train": {"steps": trainer.global_step, "tokens": module.train_tokens, "step_seconds": clock.seconds,
-                  "tokens_per_s": module.train_tokens / clock.seconds if clock.seconds else None},
+                  "tokens_per_s": module.train_tokens / clock.seconds if clock.seconds else None,
+                  "segments": clock.segments},
+        "history": history.history,
         "inference": inference,
         "inference_tokens_per_s": inference["decode"]["throughput_tokens_per_s"],
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "torch": torch.__version__,
         "git_commit": git_commit(),
-        "wall_seconds": {"setup": setup_s, "fit": fit_s, "test": test_s, "bench": bench_s},
+        "wall_seconds": wall,
         "samples": module.samples,
         "artifacts": {"attention_heatmap": heatmap.name if heatmap else None},
         "config": config,
     }
-    if spec.task.name == "lm":
+    if spec.task.name == "lm" and spec.data.name == "synthetic":
         from .data.synthetic import lm_perplexity_floor
 
-        if spec.data.name == "synthetic":
-            record["perplexity_floor"] = lm_perplexity_floor(**OmegaConf.to_container(cfg.data.tasks.lm))
-    record["wall_seconds"]["total"] = time.perf_counter() - started
-    write_results(results_path, record)
-    _finish_logger(logger, record, heatmap)
-    print_summary(record, results_path, logger)
+        record["perplexity_floor"] = lm_perplexity_floor(**OmegaConf.to_container(cfg.data.tasks.lm))
     return record
 
 
@@ -197,12 +292,22 @@ def print_summary(record: dict, results_path: Path, logger) -> None:
         table.add_row(f"{name}: latency ms/sentence (batch 1)", f"{d['latency_ms_batch1']:.2f}")
         table.add_row(f"{name}: tokens/s (batch {d['throughput_batch']})", f"{d['throughput_tokens_per_s']:,.0f}")
     table.add_row("wall seconds (total)", f"{record['wall_seconds']['total']:.1f}")
-    Console().print(table)
+    console = Console(record=True)
+    console.print(table)
+    _to_run_log(console.export_text())
     for s in record["samples"][:3]:
-        print("  " + json.dumps(s, ensure_ascii=False))
-    print(f"results: {results_path}")
+        log.info("  " + json.dumps(s, ensure_ascii=False))
+    log.info(f"results: {results_path}")
     if logger and logger.__class__.__name__ == "WandbLogger":
         run_dir = Path(logger.experiment.dir).parent
         logger.experiment.finish()
         if "offline" in run_dir.name:
-            print(f"W&B offline run: wandb sync {run_dir}")
+            log.info(f"W&B offline run: wandb sync {run_dir}")
+
+
+def _to_run_log(text: str) -> None:
+    """Text already shown on the terminal (the rich table), written to run.log as well."""
+    record = logging.makeLogRecord({"name": log.name, "msg": text, "levelno": logging.INFO, "levelname": "INFO"})
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)

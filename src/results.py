@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import subprocess
 import tempfile
@@ -29,6 +30,17 @@ def git_commit() -> str | None:
         return None
 
 
+def _finite(obj):
+    """Strict JSON: a non-finite float (NaN, ±inf) is written as null, never as the invalid token NaN."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_results(path: Path, record: dict) -> Path:
     """Write `record` as JSON to `path` atomically; refuse to replace finished results."""
     path = Path(path)
@@ -37,7 +49,7 @@ def write_results(path: Path, record: dict) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=2, sort_keys=False, default=float)
+            json.dump(_finite(record), f, indent=2, sort_keys=False, default=float, allow_nan=False)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())

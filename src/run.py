@@ -1,8 +1,15 @@
-"""Entry point: `python -m src.run arch=encdec task=translation` (Hydra; `--cfg job` prints the config)."""
+"""Entry point: `python -m src.run arch=encdec task=translation` (Hydra; `--cfg job` prints the config).
+
+Exit codes: 0 finished; 2 bad input (config, data, a finished run dir; one `error:` line on stderr, nothing left
+behind); 1 diverged or crashed; 128 + signal number when interrupted (143 SIGTERM, 130 Ctrl-C), after a checkpoint
+from which the same command resumes.
+"""
 from __future__ import annotations
 
+import logging
+import shlex
+import shutil
 import sys
-
 from pathlib import Path
 
 import hydra
@@ -10,26 +17,70 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from .config import ConfigError, register, validate
+from .run_dir import CREATED, refuse
 
 register()
+log = logging.getLogger("archbench")
+_task_started = False  # Hydra exits 1 on a bad override before the task starts: that is bad input too (2)
 
 
 @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent.parent / "conf"), config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    global _task_started
+    _task_started = True
+    from .callbacks import Diverged, Interrupted
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         spec = validate(cfg)  # before any heavy import or model build
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-        if (run_dir / spec.results_file).exists():
-            raise FileExistsError(f"{run_dir / spec.results_file} already holds finished results; "
-                                  "choose another hydra.run.dir")
+        if (run_dir / spec.results_file).exists():  # multirun members (RunGuard checks single runs earlier)
+            raise ConfigError(f"{run_dir / spec.results_file} already holds finished results; "
+                              "choose another hydra.run.dir")
         from .pipeline import run
 
         record = run(cfg, spec, run_dir)
-    except (ConfigError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    except ConfigError as e:
+        if run_dir.resolve() in CREATED:  # a run that never started leaves nothing behind
+            logging.shutdown()
+            shutil.rmtree(run_dir, ignore_errors=True)
+        refuse(str(e))
+    except Diverged as e:
+        _fail(f"error: {e}", 1)
+    except Interrupted as e:
+        _fail(f"interrupted by {e} at step {_step(run_dir)}: checkpoint saved in {run_dir / 'checkpoints'}; "
+              f"resume with: {resume_command(run_dir)}", e.exit_code)
+    except Exception:
+        log.exception("run failed")  # the traceback goes to run.log; Hydra prints it and exits 1
+        raise
     return record["metrics"].get(spec.task.metric)  # the value a Hydra sweeper optimises
 
 
+def _fail(message: str, code: int) -> None:
+    log.error(message)  # run.log (the console filter keeps it off stdout)
+    print(message, file=sys.stderr)
+    sys.exit(code)
+
+
+def _step(run_dir: Path):
+    from .run_dir import RunDir
+
+    return RunDir(run_dir).status().get("step", "?")
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command that resumes this run: the same overrides, the same run dir."""
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("hydra.run.dir=")]
+    return shlex.join(["python", "-m", "src.run", *overrides, f"hydra.run.dir={run_dir}"])
+
+
+def cli() -> None:
+    try:
+        main()
+    except SystemExit as e:
+        if e.code == 1 and not _task_started:
+            sys.exit(2)
+        raise
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -22,20 +22,26 @@ FIELDS = {"translation": ("src", "tgt"), "classification": ("text",), "lm": ("te
 
 
 class BucketBatchSampler(Sampler[list[int]]):
-    """Shuffle, cut into pools of `pool` batches, sort each pool by length, batch, shuffle the batches."""
+    """Shuffle, cut into pools of `pool` batches, sort each pool by length, batch, shuffle the batches.
+    The order depends only on (seed, epoch); `start` batches are skipped, so a run resumed at step `start`
+    sees exactly the batches an uninterrupted run would."""
 
-    def __init__(self, lengths: list[int], batch_size: int, shuffle: bool, seed: int = 0, pool: int = 50):
+    def __init__(self, lengths: list[int], batch_size: int, shuffle: bool, seed: int = 0, pool: int = 50,
+                 start: int = 0):
         self.lengths, self.batch_size, self.shuffle, self.seed, self.pool = lengths, batch_size, shuffle, seed, pool
-        self.epoch = 0
+        self.epoch, self.skip = divmod(start, len(self)) if shuffle else (0, 0)
 
     def __iter__(self):
+        skip, self.skip = self.skip, 0
+        yield from self._batches()[skip:]
+
+    def _batches(self) -> list[list[int]]:
         rng = random.Random(self.seed + self.epoch)
         self.epoch += 1
         order = list(range(len(self.lengths)))
         if not self.shuffle:  # evaluation: sorted by length, deterministic
             order.sort(key=self.lengths.__getitem__)
-            yield from (order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size))
-            return
+            return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         rng.shuffle(order)
         step = self.batch_size * self.pool
         batches = []
@@ -43,7 +49,7 @@ class BucketBatchSampler(Sampler[list[int]]):
             chunk = sorted(order[i : i + step], key=self.lengths.__getitem__)
             batches += [chunk[j : j + self.batch_size] for j in range(0, len(chunk), self.batch_size)]
         rng.shuffle(batches)
-        yield from batches
+        return batches
 
     def __len__(self):
         return -(-len(self.lengths) // self.batch_size)
@@ -63,6 +69,7 @@ class TextDataModule(L.LightningDataModule):
         self.task, self.raw, self.tokenizer = task, raw, tokenizer
         self.batch_size, self.eval_batch_size, self.max_length, self.seed = batch_size, eval_batch_size, max_length, seed
         self.splits = {name: self._encode(ds) for name, ds in raw.items()}
+        self._check_splits()
 
     @property
     def vocab_size(self) -> int:
@@ -82,6 +89,17 @@ class TextDataModule(L.LightningDataModule):
 
         return ds.map(encode, batched=True, remove_columns=[f for f in FIELDS[self.task]])
 
+    def _check_splits(self) -> None:
+        """An empty split, or one whose examples are all empty after tokenisation, is bad data: stop before training."""
+        from ..config import ConfigError
+
+        for name, ds in self.splits.items():
+            if len(ds) == 0:
+                raise ConfigError(f"data split {name!r} is empty; every task needs train, validation and test examples")
+            key = "src_ids" if self.task == "translation" else "text_ids"
+            if self.task != "lm" and not any(len(x) for x in ds[key]):
+                raise ConfigError(f"data split {name!r}: all {len(ds)} examples are empty after tokenisation")
+
     def collate(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         if self.task == "translation":
             return {"src": pad([r["src_ids"] for r in rows]), "tgt": pad([r["tgt_ids"] for r in rows])}
@@ -95,7 +113,8 @@ class TextDataModule(L.LightningDataModule):
         key = "src_ids" if self.task == "translation" else "text_ids"
         lengths = [len(x) for x in ds[key]]
         size = batch_size or (self.batch_size if shuffle else self.eval_batch_size)
-        sampler = BucketBatchSampler(lengths, size, shuffle, self.seed)
+        start = self.trainer.global_step if shuffle and self.trainer is not None else 0  # resume: continue the order
+        sampler = BucketBatchSampler(lengths, size, shuffle, self.seed, start=start)
         return DataLoader(ds, batch_sampler=sampler, collate_fn=self.collate)
 
     def train_dataloader(self):

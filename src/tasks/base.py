@@ -42,6 +42,16 @@ class TaskModule(L.LightningModule):
         if self.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim.grad_clip)
 
+    def on_save_checkpoint(self, checkpoint):
+        """What a resumed run needs beyond Lightning's state: tokens seen so far and the RNG (dropout, CMLM masks)."""
+        checkpoint["archbench"] = {"train_tokens": self.train_tokens, "torch_rng": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint):
+        state = checkpoint.get("archbench", {})
+        self.train_tokens = state.get("train_tokens", 0)
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+
     def count_tokens(self, *tensors: torch.Tensor) -> None:
         self.train_tokens += int(sum((t != PAD).sum() for t in tensors))
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 import torchmetrics
 
+from ..config import LM_PROMPT_TOKENS
 from ..models.vocab import PAD
 from .base import TaskModule
 
-PROMPT_TOKENS, NEW_TOKENS = 4, 32  # <bos> + 3 words as the prompt, 32 tokens generated
+PROMPT_TOKENS, NEW_TOKENS = LM_PROMPT_TOKENS, 32  # <bos> + 3 words as the prompt, 32 tokens generated
 
 
 class LMModule(TaskModule):

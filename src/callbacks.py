@@ -1,0 +1,199 @@
+"""Lightning callbacks of a run: train clock, metric history, progress lines, divergence guard, stop on a signal.
+
+Each one whose numbers must survive a restart keeps them in the checkpoint (`state_dict`), so a resumed run's
+train tokens, step seconds, history and segment count add up over all segments.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+log = logging.getLogger("archbench")
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class Diverged(RuntimeError):
+    """Training produced a non-finite loss."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(f"training diverged at step {step} (loss={loss}); try a lower optim.lr")
+        self.step = step
+
+
+class Interrupted(RuntimeError):
+    """A stop signal arrived; a checkpoint was saved. The exit code is 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class TrainClock(L.Callback):
+    """Wall seconds inside training steps (forward, backward, optimizer) for tokens/s, and the number of segments
+    (1 + the number of resumes)."""
+
+    def __init__(self):
+        self.seconds, self.segments = 0.0, 0
+
+    def _sync(self, pl_module):
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+
+    def on_fit_start(self, trainer, pl_module):
+        self.segments += 1
+
+    def on_train_batch_start(self, trainer, pl_module, *_):
+        self._sync(pl_module)
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, *_):
+        self._sync(pl_module)
+        self.seconds += time.perf_counter() - self._start
+
+    def state_dict(self):
+        return {"seconds": self.seconds, "segments": self.segments}
+
+    def load_state_dict(self, state):
+        self.seconds, self.segments = state["seconds"], state["segments"]
+
+
+class MetricHistory(L.Callback):
+    """(step, value) of train/loss every `trainer.log_every_n_steps` and of val/loss at each validation."""
+
+    def __init__(self):
+        self.history: dict[str, list[list[float]]] = {"train/loss": [], "val/loss": []}
+
+    def _add(self, name, trainer):
+        value = trainer.callback_metrics.get(name)
+        if value is not None:
+            self.history[name].append([trainer.global_step, float(value)])
+
+    def on_train_batch_end(self, trainer, *_):
+        if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
+            self._add("train/loss", trainer)
+
+    def on_validation_end(self, trainer, *_):
+        if not trainer.sanity_checking:
+            self._add("val/loss", trainer)
+
+    def state_dict(self):
+        return {"history": self.history}
+
+    def load_state_dict(self, state):
+        self.history = state["history"]
+
+
+class ProgressLog(L.Callback):
+    """One line every `every_s` seconds (and at each validation): step, %, loss, steps/s, ETA. For logs that are
+    not a terminal (SLURM, nohup); it goes through logging, so it is also in run.log."""
+
+    def __init__(self, every_s: float = 15.0):
+        self.every_s = every_s
+
+    def on_train_start(self, trainer, pl_module):
+        self._t0, self._step0 = time.perf_counter(), trainer.global_step
+        self._last = self._t0
+
+    def _line(self, trainer, what="step"):
+        now = time.perf_counter()
+        step, total = trainer.global_step, trainer.max_steps
+        rate = (step - self._step0) / max(now - self._t0, 1e-9)
+        eta = (total - step) / rate if rate > 0 and total > 0 else float("nan")
+        parts = [f"{what} {step}/{total}" + (f" ({100 * step / total:.0f}%)" if total > 0 else "")]
+        for name in ("train/loss", "val/loss"):
+            if name in trainer.callback_metrics:
+                parts.append(f"{name} {float(trainer.callback_metrics[name]):.4f}")
+        parts.append(f"{rate:.1f} steps/s" + (f", ETA {eta:.0f} s" if math.isfinite(eta) else ""))
+        log.info(" · ".join(parts))
+        self._last = now
+
+    def on_train_batch_end(self, trainer, *_):
+        if time.perf_counter() - self._last >= self.every_s:
+            self._line(trainer)
+
+    def on_validation_end(self, trainer, *_):
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self._line(trainer, "validation at step")
+
+
+class DivergenceGuard(L.Callback):
+    """Stop training when the loss is non-finite for more than `patience` consecutive steps (0: at the first)."""
+
+    def __init__(self, patience: int = 0):
+        self.patience, self.bad = patience, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, *_):
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None or torch.isfinite(loss).all():
+            self.bad = 0
+            return
+        self.bad += 1
+        if self.bad > self.patience:
+            raise Diverged(trainer.global_step, float(loss.detach().float().mean()))
+
+
+class GracefulStop(L.Callback):
+    """SIGINT, SIGTERM, SIGUSR1, SIGUSR2: finish the current training step, save `checkpoint`, raise Interrupted.
+
+    The handlers are installed for the whole run (`install()`), so a signal during test or benchmark stops the run
+    at the next stage (`check()`). A second Ctrl-C interrupts at once. After the checkpoint, a handler that was
+    installed before ours (submitit's USR2: requeue) is called; in a plain SLURM batch job USR1/USR2 requeue the
+    job (`scontrol requeue`), like Lightning's auto-requeue, which this replaces.
+    """
+
+    def __init__(self, checkpoint: Path):
+        self.checkpoint, self.signum, self._previous = Path(checkpoint), None, {}
+
+    def install(self) -> None:
+        for s in STOP_SIGNALS:
+            self._previous[s] = signal.getsignal(s)
+            signal.signal(s, self._handle)
+
+    def uninstall(self) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+    def _handle(self, signum, frame):
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        log.warning(f"received {signal.Signals(signum).name}: stopping after the current step")
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise Interrupted(self.signum)
+
+    def on_train_batch_end(self, trainer, *_):
+        self.check()
+
+    def on_exception(self, trainer, pl_module, exception):
+        """Inside fit, with the trainer state intact: save the checkpoint that the resumed run starts from."""
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, (Interrupted, SIGTERMException)) and trainer.state.fn == "fit":
+            trainer.save_checkpoint(self.checkpoint)
+
+    def hand_over(self) -> None:
+        """After the checkpoint: let a scheduler-side handler requeue the job."""
+        import os
+
+        if self.signum not in (signal.SIGUSR1, signal.SIGUSR2):  # SIGTERM / Ctrl-C: just stop
+            return
+        previous = self._previous.get(self.signum)
+        if callable(previous):
+            previous(self.signum, None)
+        elif os.environ.get("SLURM_JOB_ID"):
+            job = os.environ["SLURM_JOB_ID"]
+            if os.environ.get("SLURM_ARRAY_JOB_ID"):
+                job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+            done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+            log.info(f"requeue of SLURM job {job}: " + ("done" if done.returncode == 0 else done.stderr.strip()))

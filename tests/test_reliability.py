@@ -1,0 +1,186 @@
+"""Runs never lie and never lose work: every bad case ends with its exit code and one line, without a traceback,
+and leaves a finished run's files byte-identical; a signal saves a checkpoint the same command resumes from."""
+import hashlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, run_cli
+
+FAST = ("debug=fast", "logger=csv")
+
+
+def digest(path: Path) -> dict[str, str]:
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished run beside the bad ones: no bad case may touch it."""
+    run_dir = tmp_path_factory.mktemp("runs") / "finished"
+    out = run_cli(*FAST, f"hydra.run.dir={run_dir}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    return run_dir, digest(run_dir)
+
+
+def assert_refused(out, *needles, code=2):
+    assert out.returncode == code, (out.returncode, out.stderr[-2000:])
+    assert "Traceback" not in out.stderr + out.stdout
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, out.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+def test_divergence_stops_with_one_line_and_writes_no_results(tmp_path, finished):
+    out = run_cli("debug=fast", "logger=wandb", "optim.lr=1e9", f"hydra.run.dir={tmp_path}")
+    line = assert_refused(out, "training diverged at step", "loss=nan", "try a lower optim.lr", code=1)
+    assert not (tmp_path / "results.json").exists()
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "diverged" and status["error"] == line.removeprefix("error: ")
+    assert line in (tmp_path / "run.log").read_text()
+    [wandb_dir] = (tmp_path / "wandb").glob("offline-run-*")
+    summary = json.loads(subprocess.run(["wandb", "leet", "inspect", "--json", "--summary", str(wandb_dir)],
+                                        capture_output=True, text=True, check=True).stdout)
+    assert summary["state"] != "finished" and summary["exit_code"] == 1
+    assert digest(finished[0]) == finished[1]
+
+
+def test_results_json_is_strict_json(tmp_path):
+    from src.results import write_results
+
+    write_results(tmp_path / "r.json", {"loss": float("nan"), "m": [float("inf"), 1.0]})
+    text = (tmp_path / "r.json").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict token {c}")) == {"loss": None,
+                                                                                                 "m": [None, 1.0]}
+
+
+def test_rerun_in_a_finished_dir_is_refused_before_anything_is_written(finished):
+    run_dir, before = finished
+    out = run_cli(*FAST, "seed=3", f"hydra.run.dir={run_dir}")
+    assert_refused(out, "already holds finished results")
+    assert digest(run_dir) == before  # .hydra/config.yaml, overrides.yaml, run.log untouched
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("arch=encoder", "arch=encoder does not support task=translation"),
+    ("size.n_heads=3", "size.d_model=64 is not divisible"),
+    ("data.max_length=0", "data.max_length=0 must be >= 1"),
+    ("data.tasks.translation.n_test=0", "data split 'test' is empty"),  # found after the run dir was created
+])
+def test_a_refused_run_leaves_nothing_behind(tmp_path, finished, override, needle):
+    run_dir = tmp_path / "run"
+    assert_refused(run_cli(*FAST, override, f"hydra.run.dir={run_dir}"), needle)
+    assert not run_dir.exists()
+    assert digest(finished[0]) == finished[1]
+
+
+def test_unknown_group_option_exits_2_and_keeps_hydras_list(tmp_path):
+    out = run_cli("arch=foo", f"hydra.run.dir={tmp_path / 'run'}")
+    assert out.returncode == 2
+    assert "Could not find 'arch/foo'" in out.stderr and "rnn_attn" in out.stderr  # the valid options
+    assert "Traceback" not in out.stderr and not (tmp_path / "run").exists()
+    assert run_cli("seed=abc", f"hydra.run.dir={tmp_path / 'run'}").returncode == 2
+
+
+def test_progress_and_results_are_in_run_log(tmp_path):
+    out = run_cli(*FAST, "progress_every_s=0", f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    log = (tmp_path / "run.log").read_text()
+    assert "arch=encdec task=translation" in log.splitlines()[0]  # the run's summary line first
+    assert sum(" steps/s" in line for line in log.splitlines()) >= 4  # one progress line per step here
+    assert "test/exact_match" in log and f"results: {tmp_path / 'results.json'}" in log
+    assert "step 4/4 (100%)" in out.stdout  # non-interactive: plain progress lines, no progress bar
+
+
+def test_a_terminal_gets_the_rich_progress_bar(tmp_path):
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "src.run", *FAST, f"hydra.run.dir={tmp_path}"], cwd=ROOT,
+                            stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=300) == 0
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "Epoch 0" in screen and "━" in screen  # Lightning's RichProgressBar
+
+
+def start_run(run_dir: Path, *overrides: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "src.run", *overrides, f"hydra.run.dir={run_dir}"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_training(run_dir: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
+    """Until the first periodic checkpoint (step 50) is written."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if (run_dir / "checkpoints" / "last.ckpt").exists():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"training did not start: {proc.poll()} {proc.stderr.read() if proc.poll() is not None else ''}")
+
+
+LONG = ("logger=csv", "trainer.max_steps=400", "trainer.val_check_interval=100", "progress_every_s=0.2",
+        "checkpoint_every_n_steps=50", "bench.latency_sentences=2", "bench.repeats=1", "bench.batch_size=8")
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_saves_a_checkpoint_and_the_same_command_resumes(tmp_path, signum, code):
+    proc = start_run(tmp_path, *LONG)
+    wait_for_training(tmp_path, proc)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err[-2000:]
+    assert "Traceback" not in err
+    [line] = [ln for ln in err.splitlines() if ln.startswith("interrupted by")]
+    assert f"checkpoint saved in {tmp_path / 'checkpoints'}" in line
+    assert line.endswith(f"hydra.run.dir={tmp_path}") and "resume with: python -m src.run" in line
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists() and not (tmp_path / "results.json").exists()
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "interrupted" and 0 < status["step"] < 400
+    command = shlex.split(line.split("resume with: ")[1])
+    assert command[:3] == ["python", "-m", "src.run"]
+    resumed = subprocess.run([sys.executable, *command[1:]], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    r = json.loads((tmp_path / "results.json").read_text())
+    assert r["train"]["steps"] == 400 and r["train"]["segments"] == 2
+    assert list((tmp_path / "checkpoints").iterdir()) == [tmp_path / "checkpoints" / "last.ckpt"]
+
+
+def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
+    whole = run_cli(*LONG, f"hydra.run.dir={tmp_path / 'whole'}", timeout=600)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    proc = start_run(tmp_path / "cut", *LONG)
+    wait_for_training(tmp_path / "cut", proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    cut_at = json.loads((tmp_path / "cut" / "status.json").read_text())["step"]
+    assert run_cli(*LONG, f"hydra.run.dir={tmp_path / 'cut'}", timeout=600).returncode == 0
+    a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("whole", "cut"))
+    assert b["train"]["segments"] == 2 and a["train"]["segments"] == 1
+    assert a["metrics"] == b["metrics"]  # same seed, CPU, deterministic
+    assert a["train"]["tokens"] == b["train"]["tokens"]  # summed over both segments
+    assert a["history"]["val/loss"] == b["history"]["val/loss"]
+    rows = (tmp_path / "cut" / "csv" / "metrics.csv").read_text().splitlines()
+    steps = [int(r.split(",")[rows[0].split(",").index("step")]) for r in rows[1:]
+             if r.split(",")[rows[0].split(",").index("step")]]
+    assert rows[0].startswith(("epoch", "step", "test", "train", "val"))  # one header: appended, not overwritten
+    assert min(steps) < cut_at <= max(steps)  # the CSV holds both segments
