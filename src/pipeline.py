@@ -17,8 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .benchmark import inference_report
 from .config import ConfigError, RunConfig
-from .data.datamodule import FIELDS, TextDataModule
-from .data.tokenizer import train_tokenizer
+from .data.build import build_datamodule
 from .results import SCHEMA_VERSION, git_commit, run_key, write_results
 
 log = logging.getLogger("archbench")
@@ -41,15 +40,6 @@ class TrainClock(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, *_):
         self._sync(pl_module)
         self.seconds += time.perf_counter() - self._start
-
-
-def build_datamodule(cfg: DictConfig, spec: RunConfig) -> TextDataModule:
-    task = spec.task.name
-    raw = instantiate(cfg.data.tasks[task])()
-    texts = (text for field in FIELDS[task] for text in raw["train"][field])
-    tokenizer = train_tokenizer(spec.data.tokenizer, texts, spec.data.vocab_size)
-    return TextDataModule(task, raw, tokenizer, spec.data.batch_size, spec.data.eval_batch_size,
-                          spec.data.max_length, spec.seed)
 
 
 def build_logger(spec: RunConfig, run_dir: Path, config: dict):
@@ -123,8 +113,9 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
     heatmap = None
     if spec.task.name == "translation":
         from .plots import attention_heatmaps
-        from .tasks.translation import attention_examples
+        from .tasks.translation import attention_examples, write_hypotheses
 
+        write_hypotheses(module, run_dir / "hypotheses.jsonl")
         examples = attention_examples(module)
         if examples:
             heatmap = attention_heatmaps(examples, run_dir / "attention.png")
@@ -149,6 +140,7 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
         "git_commit": git_commit(),
         "wall_seconds": {"setup": setup_s, "fit": fit_s, "test": test_s, "bench": bench_s},
         "samples": module.samples,
+        "data_identity": dm.identity,
         "artifacts": {"attention_heatmap": heatmap.name if heatmap else None},
         "config": config,
     }
