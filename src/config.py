@@ -46,7 +46,8 @@ class DataConfig:
     seed: int = 0  # the data's seed (synthetic data, shuffles): fixed, not the run's seed (src/data/build.py)
     src_lang: Optional[str] = None  # translation direction for parallel corpora
     tgt_lang: Optional[str] = None
-    limit: dict[str, Optional[int]] = field(default_factory=dict)  # split -> keep the first N examples
+    limit: dict[str, Optional[int]] = field(  # split -> keep the first N examples (null: all)
+        default_factory=lambda: {"train": None, "validation": None, "test": None})
     cache_dir: Optional[str] = "${oc.env:ARCHBENCH_CACHE_DIR,'~/.cache/archbench'}"  # tokenizers, encoded splits
     tokenizer: str = "word"
     vocab_size: int = 8000

@@ -53,20 +53,23 @@ def _dataset_dict(columns: dict[str, dict[str, list]], source: list[str], featur
 
 
 def _split_files(files: dict) -> dict[str, str]:
+    """split -> file; with only one held-out file it serves as both validation and test (never train)."""
+    files = {k: v for k, v in files.items() if v}
     unknown = set(files) - set(SPLITS)
-    if unknown or "train" not in files:
-        raise ConfigError(f"data files: splits {sorted(files)} must include train and be among {', '.join(SPLITS)}")
-    return dict(files)
+    if unknown or "train" not in files or not ({"validation", "test"} & set(files)):
+        raise ConfigError(f"data files: {dict(files)} must name train and a validation or test file "
+                          f"(splits: {', '.join(SPLITS)})")
+    files.setdefault("validation", files.get("test"))
+    files.setdefault("test", files["validation"])
+    return files
 
 
 def parallel(root, seed: int = 0, path: str = ".", src_lang: str = "en", tgt_lang: str = "de",
              files: dict | None = None) -> DatasetDict:
     """`<root>/<path>/<file>.<lang>` for each split; line i of the source file translates line i of the target.
-    `files` maps split -> file stem (e.g. test: test_2016_flickr); a split named `validation` or `test` that is
-    missing from `files` is taken from the other one (a corpus with one held-out set)."""
+    `files` maps split -> file stem (e.g. test: test_2016_flickr); with one held-out file it is both validation
+    and test."""
     files = _split_files(files or {"train": "train", "validation": "valid", "test": "test"})
-    for split in ("validation", "test"):
-        files.setdefault(split, files.get("test" if split == "validation" else "validation", files["train"]))
     base = Path(root) / path
     columns, source = {}, []
     for split, stem in files.items():
@@ -87,11 +90,11 @@ def tsv(root, seed: int = 0, path: str = ".", files: dict | None = None, text_co
     Text is stripped of surrounding whitespace (GLUE's SST-2 has a space before the tab). `labels` is the label
     set in class-index order (default: the sorted labels of the training file); any other label is an error."""
     files = _split_files(files or {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"})
-    for split in ("validation", "test"):
-        files.setdefault(split, files.get("test" if split == "validation" else "validation", files["train"]))
     base = Path(root) / path
     rows = {split: _read_table(base / name, text_column, label_column, header, delimiter)
             for split, name in files.items()}
+    if not rows["train"][1]:
+        raise ConfigError(f"the training split is empty: {rows['train'][0]}")
     names = [str(x) for x in labels] if labels is not None else sorted({lab for _, lab in rows["train"][2]})
     index = {name: i for i, name in enumerate(names)}
     columns = {}

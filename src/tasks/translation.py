@@ -114,6 +114,8 @@ def attention_examples(module: TranslationModule, n: int = 3, min_len: int = 5) 
     if not hasattr(model, "cross_attention"):
         return []
     rows = [r for r in dm.splits["test"] if len(r["src_ids"]) >= min_len][:n]
+    if not rows:
+        return []
     src = dm.collate(rows)["src"].to(module.device)
     model.eval()
     out = module.translate(src)
