@@ -48,6 +48,7 @@ class DataConfig:
     tgt_lang: Optional[str] = None
     limit: dict[str, Optional[int]] = field(  # split -> keep the first N examples (null: all)
         default_factory=lambda: {"train": None, "validation": None, "test": None})
+    distill_from: Optional[str] = None  # a finished translation run dir: its outputs become train targets (KD)
     cache_dir: Optional[str] = "${oc.env:ARCHBENCH_CACHE_DIR,'~/.cache/archbench'}"  # tokenizers, encoded splits
     tokenizer: str = "word"
     vocab_size: int = 8000

@@ -42,7 +42,12 @@ def load_raw(cfg, spec) -> DatasetDict:
     missing = [s for s in SPLITS if s not in raw]
     if missing:
         raise ConfigError(f"data={data.name}: the loader returned no {', '.join(missing)} split")
-    return apply_limit(raw, dict(data.limit or {}))
+    raw = apply_limit(raw, dict(data.limit or {}))
+    if data.distill_from:
+        from .distill import distill
+
+        raw = distill(raw, data.distill_from, data.cache_dir)
+    return raw
 
 
 def apply_limit(raw: DatasetDict, limit: dict) -> DatasetDict:
