@@ -81,3 +81,16 @@ def test_too_long_sequences_are_truncated_and_counted(caplog):
         dm = TextDataModule("translation", raw, tok, max_length=3)
     assert "test: 1 src sequences truncated to data.max_length=3 tokens (references stay raw)" in caplog.text
     assert max(map(len, dm.splits["test"]["src_ids"][:])) == 3 and dm.raw["test"]["tgt"][0] == "x y z w"
+
+
+def test_cli_bad_data_exits_2_with_one_line(tmp_path):
+    from .conftest import run_cli
+
+    parallel_corpus(tmp_path)
+    (tmp_path / "m30k" / "val.de").write_text("one line\n")
+    r = run_cli("data=parallel", f"data.root={tmp_path}", "data.tasks.translation.path=m30k",
+                "data.tasks.translation.files={train: train, validation: val, test: test_2016}", "debug=fast",
+                "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: parallel files differ in length:")
+    assert "val.en has 3 lines" in r.stderr and "val.de has 1" in r.stderr
