@@ -45,6 +45,11 @@ def test_parallel_bad_data_is_one_line(tmp_path):
     write(tmp_path / "m30k" / "train.de", b"")
     with pytest.raises(ConfigError, match="the training split is empty"):
         files.parallel(tmp_path, path="m30k", files=FILES)
+    parallel_corpus(tmp_path)
+    write(tmp_path / "m30k" / "test_2016.en", b"")
+    write(tmp_path / "m30k" / "test_2016.de", b"")
+    with pytest.raises(ConfigError, match=r"the test split is empty: .*test_2016\.en and .*test_2016\.de"):
+        files.parallel(tmp_path, path="m30k", files=FILES)
 
 
 def test_tsv_with_header_strips_text_and_maps_labels(tmp_path):

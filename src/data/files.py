@@ -5,6 +5,7 @@ returns a `datasets.DatasetDict` with train / validation / test splits of *raw* 
 read in `.source`. Bad data is a `ConfigError` (one line, exit 2): a missing or unreadable file, parallel files of
 different lengths, an empty training split, bytes that are not UTF-8 (file and line), a label outside the label set.
 
+`seed` is unused here (nothing in these loaders is random); every loader takes it so all are called alike.
 Plain text for LM follows nanoGPT's split of tiny Shakespeare: the first 90 % of the characters are train, the last
 10 % validation (and, by default, also test: nanoGPT reports the loss on that split). Each split is cut into
 consecutive windows of `block_size + 1` characters that overlap by one character, so every character after the
@@ -44,11 +45,14 @@ def read_text(path: Path) -> str:
         raise ConfigError(f"data file {path} is not UTF-8: line {line} has byte 0x{raw[e.start]:02x}") from None
 
 
-def _dataset_dict(columns: dict[str, dict[str, list]], source: list[str], features: Features | None = None):
-    if not columns["train"] or not next(iter(columns["train"].values())):
-        raise ConfigError(f"the training split is empty: {source[0]}")
+def _dataset_dict(columns: dict[str, dict[str, list]], files: dict[str, list[str]], features: Features | None = None):
+    """Splits from columns; `files`: split -> the files it came from. An empty split is an error naming them."""
+    for split, cols in columns.items():
+        if not next(iter(cols.values())):
+            name = "training" if split == "train" else split
+            raise ConfigError(f"the {name} split is empty: {' and '.join(files[split])}")
     out = DatasetDict({split: Dataset.from_dict(cols, features=features) for split, cols in columns.items()})
-    out.source = source
+    out.source = list(dict.fromkeys(f for split in columns for f in files[split]))
     return out
 
 
@@ -71,7 +75,7 @@ def parallel(root, seed: int = 0, path: str = ".", src_lang: str = "en", tgt_lan
     and test."""
     files = _split_files(files or {"train": "train", "validation": "valid", "test": "test"})
     base = Path(root) / path
-    columns, source = {}, []
+    columns, source = {}, {}
     for split, stem in files.items():
         src_path, tgt_path = base / f"{stem}.{src_lang}", base / f"{stem}.{tgt_lang}"
         src, tgt = read_lines(src_path), read_lines(tgt_path)
@@ -79,7 +83,7 @@ def parallel(root, seed: int = 0, path: str = ".", src_lang: str = "en", tgt_lan
             raise ConfigError(f"parallel files differ in length: {src_path} has {len(src)} lines, "
                               f"{tgt_path} has {len(tgt)}")
         columns[split] = {"src": src, "tgt": tgt}
-        source += [str(src_path), str(tgt_path)]
+        source[split] = [str(src_path), str(tgt_path)]
     return _dataset_dict(columns, source)
 
 
@@ -104,7 +108,7 @@ def tsv(root, seed: int = 0, path: str = ".", files: dict | None = None, text_co
                 raise ConfigError(f"{file} line {line}: label {label!r} is not in the label set {names}")
         columns[split] = {"text": texts, "label": [index[label] for _, label in lines]}
     features = Features({"text": Value("string"), "label": ClassLabel(names=names)})
-    return _dataset_dict(columns, [str(base / name) for name in files.values()], features)
+    return _dataset_dict(columns, {split: [str(base / name)] for split, name in files.items()}, features)
 
 
 def _read_table(file: Path, text_column, label_column, header: bool, delimiter: str):
@@ -150,17 +154,15 @@ def text(root, seed: int = 0, path: str = ".", file: str = "input.txt", block_si
         raise ConfigError(f"data block_size={block_size} must be >= 1")
     file_path = Path(root) / path / file
     body = read_text(file_path)
-    if not body.strip():
-        raise ConfigError(f"the training split is empty: {file_path}")
     cut = int(len(body) * train_fraction)
     parts = {"train": body[:cut], "validation": body[cut:]}
-    source = [str(file_path)]
+    source = {"train": [str(file_path)], "validation": [str(file_path)], "test": [str(file_path)]}
     if test == "validation":
         parts["test"] = parts["validation"]
     else:
         parts["test"] = read_text(file_path.parent / test)
-        source.append(str(file_path.parent / test))
-    columns = {split: {"text": blocks(t, block_size)} for split, t in parts.items()}
+        source["test"] = [str(file_path.parent / test)]
+    columns = {split: {"text": blocks(t, block_size) if t.strip() else []} for split, t in parts.items()}
     out = _dataset_dict(columns, source)
     out.blocks = True  # running text: the data module adds no <bos>/<eos> (they would be free predictions)
     return out
