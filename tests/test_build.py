@@ -9,7 +9,7 @@ from src.data import build
 from src.data.datamodule import TextDataModule
 from src.data.tokenizer import train_tokenizer
 
-from .conftest import compose
+from .conftest import ROOT, compose
 from .test_files import parallel_corpus
 
 CALLS = []
@@ -94,3 +94,14 @@ def test_cli_bad_data_exits_2_with_one_line(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error: parallel files differ in length:")
     assert "val.en has 3 lines" in r.stderr and "val.de has 1" in r.stderr
+
+
+@pytest.mark.parametrize("data", sorted(p.stem for p in (ROOT / "conf" / "data").glob("*.yaml")))
+def test_every_data_config_composes_and_validates(data):
+    spec = validate(compose(f"data={data}", "logger=none", f"task={TASK_OF.get(data, 'translation')}",
+                            f"arch={'encoder' if TASK_OF.get(data) == 'classification' else 'decoder'}"))
+    assert spec.data.name == data and set(spec.data.limit) == {"train", "validation", "test"}
+
+
+TASK_OF = {"sst2": "classification", "tsv": "classification", "glue_sst2": "classification",
+           "tinyshakespeare": "lm", "text": "lm"}
