@@ -43,13 +43,20 @@ class TaskConfig:
 @dataclass
 class DataConfig:
     name: str = MISSING
-    root: str = MISSING
+    root: str = "${oc.env:ARCHBENCH_DATA_ROOT,../shared/data}"  # real corpora are read from here
+    seed: int = 0  # the data's seed (synthetic data, shuffles): fixed, not the run's seed (src/data/build.py)
+    src_lang: Optional[str] = None  # translation direction for parallel corpora
+    tgt_lang: Optional[str] = None
+    limit: dict[str, Optional[int]] = field(  # split -> keep the first N examples (null: all)
+        default_factory=lambda: {"train": None, "validation": None, "test": None})
+    distill_from: Optional[str] = None  # a finished translation run dir: its outputs become train targets (KD)
+    cache_dir: Optional[str] = "${oc.env:ARCHBENCH_CACHE_DIR,'~/.cache/archbench'}"  # tokenizers, encoded splits
     tokenizer: str = "word"
     vocab_size: int = 8000
     batch_size: int = 64
     eval_batch_size: int = 128
     max_length: int = 256
-    tasks: dict[str, Any] = MISSING  # task name -> partial returning a DatasetDict
+    tasks: dict[str, Any] = MISSING  # task name -> partial returning a DatasetDict (src/data/build.py)
 
     def __post_init__(self):
         from .data.tokenizer import KINDS
@@ -57,6 +64,10 @@ class DataConfig:
         _check(self.tokenizer in KINDS, f"data.tokenizer={self.tokenizer} is not valid; choose one of: {', '.join(KINDS)}")
         _check(self.batch_size > 0 and self.eval_batch_size > 0, f"data.batch_size={self.batch_size} must be > 0")
         _check(self.max_length >= 1, f"data.max_length={self.max_length} must be >= 1 (tokens kept per sequence)")
+        _check(self.vocab_size > 5,
+               f"data.vocab_size={self.vocab_size} must be larger than the 5 special tokens")
+        for split, n in self.limit.items():
+            _check(n is None or n > 0, f"data.limit.{split}={n} must be a positive number of examples (or null)")
 
 
 @dataclass
@@ -90,6 +101,8 @@ class DecodeConfig:
     top_p: float = 1.0
     seed: int = 0
     passes: int = 4  # NAR refinement passes
+    no_repeat_ngram_size: int = 0  # AR: never repeat an n-gram of the output (fairseq); 0 = off
+    repetition_penalty: float = 1.0  # AR: divide logits of already generated tokens by this (CTRL); 1 = off
 
     def __post_init__(self):
         valid = sorted({m for ms in DECODE_METHODS.values() for m in ms})
@@ -99,6 +112,8 @@ class DecodeConfig:
         _check(0 < self.top_p <= 1, f"decode.top_p={self.top_p} must be in (0, 1]")
         _check(self.top_k >= 0, f"decode.top_k={self.top_k} must be >= 0 (0 = off)")
         _check(self.passes >= 1, f"decode.passes={self.passes} must be >= 1")
+        _check(self.no_repeat_ngram_size >= 0, f"decode.no_repeat_ngram_size={self.no_repeat_ngram_size} must be >= 0")
+        _check(self.repetition_penalty >= 1.0, f"decode.repetition_penalty={self.repetition_penalty} must be >= 1")
 
 
 @dataclass

@@ -22,21 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from .benchmark import inference_report
 from .callbacks import DivergenceGuard, Diverged, GracefulStop, Interrupted, MetricHistory, ProgressLog, TrainClock
 from .config import ConfigError, RunConfig
-from .data.datamodule import FIELDS, TextDataModule
-from .data.tokenizer import train_tokenizer
+from .data.build import build_datamodule
 from .results import SCHEMA_VERSION, git_commit, run_key, write_results
 from .run_dir import LAST_CHECKPOINT, RunDir
 
 log = logging.getLogger("archbench")
-
-
-def build_datamodule(cfg: DictConfig, spec: RunConfig) -> TextDataModule:
-    task = spec.task.name
-    raw = instantiate(cfg.data.tasks[task])()
-    texts = (text for field in FIELDS[task] for text in raw["train"][field])
-    tokenizer = train_tokenizer(spec.data.tokenizer, texts, spec.data.vocab_size)
-    return TextDataModule(task, raw, tokenizer, spec.data.batch_size, spec.data.eval_batch_size,
-                          spec.data.max_length, spec.seed)
 
 
 def build_logger(spec: RunConfig, run_dir: Path, config: dict, wandb_id: str):
@@ -158,7 +148,7 @@ def _check_resume(rd: RunDir, key: str) -> Path | None:
     return rd.latest_checkpoint()
 
 
-def build_module(cfg: DictConfig, spec: RunConfig, dm: TextDataModule):
+def build_module(cfg: DictConfig, spec: RunConfig, dm):
     size = {k: v for k, v in OmegaConf.to_container(cfg.size).items() if k != "name"}
     model = instantiate(cfg.arch.models[spec.task.name])(
         vocab_size=dm.vocab_size, n_classes=dm.n_classes, **size, **spec.arch.params
@@ -219,8 +209,9 @@ def save_heatmap(module, spec: RunConfig, run_dir: Path) -> Path | None:
     if spec.task.name != "translation":
         return None
     from .plots import attention_heatmaps
-    from .tasks.translation import attention_examples
+    from .tasks.translation import attention_examples, write_hypotheses
 
+    write_hypotheses(module, run_dir / "hypotheses.jsonl")
     examples = attention_examples(module)
     return attention_heatmaps(examples, run_dir / "attention.png") if examples else None
 
@@ -249,6 +240,7 @@ def make_record(cfg, spec, config, key, module, model, trainer, clock, history, 
         "git_commit": git_commit(),
         "wall_seconds": wall,
         "samples": module.samples,
+        "data_identity": module.dm.identity,
         "artifacts": {"attention_heatmap": heatmap.name if heatmap else None},
         "config": config,
     }

@@ -17,7 +17,10 @@ SCHEMA_VERSION = 1
 def run_key(config: dict) -> str:
     """Deterministic id of a run: a hash of its resolved config (seed included, logger settings excluded), so the
     same experiment gets the same key on every machine and after a restart."""
-    blob = json.dumps({k: v for k, v in config.items() if k != "logger"}, sort_keys=True, default=str)
+    config = {k: v for k, v in config.items() if k != "logger"}
+    if isinstance(config.get("data"), dict):  # where the cache lives is not part of the experiment
+        config["data"] = {k: v for k, v in config["data"].items() if k != "cache_dir"}
+    blob = json.dumps(config, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 

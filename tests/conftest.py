@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ os.environ.setdefault("WANDB_MODE", "offline")  # tests never talk to a W&B serv
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ARCHBENCH_CACHE_DIR", tempfile.mkdtemp(prefix="archbench-test-cache-"))  # not ~/.cache
 if os.environ.get("PYTEST_XDIST_WORKER"):  # parallel workers: one thread each, or OpenMP threads fight for cores
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)

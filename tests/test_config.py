@@ -48,7 +48,7 @@ def test_nar_defaults_to_mask_predict_and_rejects_ar_decoding():
     ("size.n_heads=3", "size.d_model=64 is not divisible by size.n_heads=3"),
     ("decode.top_p=0", "decode.top_p=0.0 must be in (0, 1]"),
     ("decode.method=nucleus", "decode.method=nucleus is not valid; choose one of: beam, greedy, mask_predict, sample"),
-    ("data.tokenizer=sentencepiece", "data.tokenizer=sentencepiece is not valid; choose one of: word, char, bpe"),
+    ("data.tokenizer=sentencepiece", "data.tokenizer=sentencepiece is not valid; choose one of: bpe, unigram, word, char"),
 ])
 def test_bad_values_are_rejected_by_the_schema(override, expected):
     with pytest.raises(ConfigError) as err:

@@ -53,7 +53,7 @@ def test_lm_data_follows_its_markov_chain():
         (32 * 2**31) ** (1 / 33))
 
 
-@pytest.mark.parametrize("kind", ["word", "char", "bpe"])
+@pytest.mark.parametrize("kind", ["bpe", "unigram", "word", "char"])
 def test_tokenizers_round_trip_and_reserve_the_special_ids(kind):
     d = synthetic.translation(n_train=200)["train"]
     tok = train_tokenizer(kind, itertools.chain(d["src"], d["tgt"]), vocab_size=300)

@@ -140,3 +140,43 @@ def test_outputs_end_with_eos_then_pad_only():
 def test_unknown_method_is_rejected():
     with pytest.raises(ValueError, match="greedy, beam, sample"):
         generate(EncoderDecoder(vocab_size=V, **SIZE), src_batch(), "topk")
+
+
+LOOP = {BOS: {5: 0.9, 7: 0.1}, 5: {6: 0.9, 7: 0.1}, 6: {5: 0.9, EOS: 0.1}, 7: {EOS: 1.0}}  # greedy: 5 6 5 6 ...
+
+
+def _ngrams(row: list[int], n: int) -> list[tuple[int, ...]]:
+    row = [t for t in row if t not in (PAD, EOS)]
+    return [tuple(row[i : i + n]) for i in range(len(row) - n + 1)]
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam"])
+def test_no_repeat_ngram_size_stops_a_loop(method):
+    model, src = BigramTable(LOOP), torch.zeros(1, 3, dtype=torch.long)
+    looping = generate(model, src, method, 12, beam_size=2)[0].tolist()
+    assert len(_ngrams(looping, 2)) > len(set(_ngrams(looping, 2)))  # without the ban: 5 6 5 6 ...
+    for n in (1, 2, 3):
+        out = generate(model, src, method, 12, beam_size=2, no_repeat_ngram_size=n)[0].tolist()
+        grams = _ngrams(out, n)
+        assert len(grams) == len(set(grams)), (n, out)
+    assert generate(model, src, method, 12, beam_size=2, no_repeat_ngram_size=2)[0].tolist() == [5, 6, 5, 7, EOS]
+
+
+def test_repetition_penalty_follows_ctrl():
+    from src.models.generation import constrain_repeats
+
+    logits = torch.tensor([[2.0, -2.0, 1.0, 0.5]])
+    out = constrain_repeats(logits, torch.tensor([[0, 1, 1]]), repetition_penalty=2.0)
+    assert out.tolist() == [[1.0, -4.0, 1.0, 0.5]]  # seen tokens: positive halved, negative doubled, once each
+    model, src = BigramTable(LOOP), torch.zeros(1, 3, dtype=torch.long)
+    out = generate(model, src, "greedy", 12, repetition_penalty=1e6)[0].tolist()
+    assert out == [5, 6, EOS]  # 5 after 6 is now worse than <eos>
+
+
+def test_repetition_controls_are_validated():
+    from src.config import ConfigError, DecodeConfig
+
+    with pytest.raises(ConfigError, match="no_repeat_ngram_size"):
+        DecodeConfig(no_repeat_ngram_size=-1)
+    with pytest.raises(ConfigError, match="repetition_penalty"):
+        DecodeConfig(repetition_penalty=0.5)

@@ -3,11 +3,14 @@
 Batches (token ids, right-padded with PAD, long tensors):
   translation     {"src": (B, S), "tgt": (B, T)}   target without <bos>/<eos>; the task adds them
   classification  {"tokens": (B, S), "label": (B,)}
-  lm              {"tokens": (B, T)}                <bos> w₁ … w_n <eos>
+  lm              {"tokens": (B, T)}                <bos> w₁ … w_n <eos> (blocks of running text: w₁ … w_n)
+Every batch also has "index": (B,) the examples' row numbers in the raw split (e.g. for the raw references).
+Sequences longer than `max_length` tokens are truncated, and the number truncated per split is logged.
 Batches are bucketed: examples of similar length are batched together, so little compute goes to padding.
 """
 from __future__ import annotations
 
+import logging
 import random
 
 import lightning as L
@@ -18,6 +21,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..models.vocab import BOS, EOS, PAD
 
+log = logging.getLogger("archbench")
 FIELDS = {"translation": ("src", "tgt"), "classification": ("text",), "lm": ("text",)}
 
 
@@ -64,11 +68,19 @@ def pad(seqs: list[list[int]]) -> torch.Tensor:
 
 class TextDataModule(L.LightningDataModule):
     def __init__(self, task: str, raw: DatasetDict, tokenizer: Tokenizer, batch_size: int = 64,
-                 eval_batch_size: int = 128, max_length: int = 256, seed: int = 0):
+                 eval_batch_size: int = 128, max_length: int = 256, seed: int = 0, bos_eos: bool = True,
+                 splits: DatasetDict | None = None):
+        """`splits`: already encoded splits (from the cache) instead of encoding `raw` here."""
         super().__init__()
-        self.task, self.raw, self.tokenizer = task, raw, tokenizer
+        self.task, self.raw, self.tokenizer, self.bos_eos = task, raw, tokenizer, bos_eos
         self.batch_size, self.eval_batch_size, self.max_length, self.seed = batch_size, eval_batch_size, max_length, seed
-        self.splits = {name: self._encode(ds) for name, ds in raw.items()}
+        self.splits = dict(splits) if splits is not None else {name: self._encode(ds) for name, ds in raw.items()}
+        for name, ds in self.splits.items():
+            for field in FIELDS[task]:
+                n = sum(ds[f"{field}_truncated"])
+                if n:
+                    log.warning("%s: %d %s sequences truncated to data.max_length=%d tokens%s", name, n, field,
+                                max_length, " (references stay raw)" if task == "translation" else "")
         self._check_splits()
 
     @property
@@ -77,17 +89,22 @@ class TextDataModule(L.LightningDataModule):
 
     @property
     def n_classes(self) -> int:
-        return max(self.raw["train"]["label"]) + 1 if self.task == "classification" else 0
+        if self.task != "classification":
+            return 0
+        label = self.raw["train"].features["label"]
+        return getattr(label, "num_classes", None) or max(self.raw["train"]["label"]) + 1
 
     def _encode(self, ds):
-        def encode(batch):
-            out = {}
+        def encode(batch, index):
+            out = {"index": index}
             for f in FIELDS[self.task]:
-                ids = [e.ids[: self.max_length] for e in self.tokenizer.encode_batch(batch[f])]
-                out[f + "_ids"] = [[BOS, *x, EOS] for x in ids] if self.task == "lm" else ids
+                ids = [e.ids for e in self.tokenizer.encode_batch(batch[f])]
+                out[f + "_truncated"] = [len(x) > self.max_length for x in ids]
+                ids = [x[: self.max_length] for x in ids]
+                out[f + "_ids"] = [[BOS, *x, EOS] for x in ids] if self.task == "lm" and self.bos_eos else ids
             return out
 
-        return ds.map(encode, batched=True, remove_columns=[f for f in FIELDS[self.task]])
+        return ds.map(encode, batched=True, with_indices=True, remove_columns=[f for f in FIELDS[self.task]])
 
     def _check_splits(self) -> None:
         """An empty split, or one whose examples are all empty after tokenisation, is bad data: stop before training."""
@@ -102,10 +119,12 @@ class TextDataModule(L.LightningDataModule):
 
     def collate(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         if self.task == "translation":
-            return {"src": pad([r["src_ids"] for r in rows]), "tgt": pad([r["tgt_ids"] for r in rows])}
-        batch = {"tokens": pad([r["text_ids"] for r in rows])}
+            batch = {"src": pad([r["src_ids"] for r in rows]), "tgt": pad([r["tgt_ids"] for r in rows])}
+        else:
+            batch = {"tokens": pad([r["text_ids"] for r in rows])}
         if self.task == "classification":
             batch["label"] = torch.tensor([r["label"] for r in rows], dtype=torch.long)
+        batch["index"] = torch.tensor([r["index"] for r in rows], dtype=torch.long)
         return batch
 
     def loader(self, split: str, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:

@@ -6,7 +6,8 @@ classification  a sequence of filler and marker words; the label is the marker t
                 answer depends on the whole sequence (no single position decides it).
 lm              walks of fixed length on a random sparse Markov chain where each word has `branching` equally likely
                 successors: the best possible per-token perplexity is known (`lm_perplexity_floor`).
-Each returns a `datasets.DatasetDict` with train / validation / test splits of raw text.
+Each returns a `datasets.DatasetDict` with train / validation / test splits of raw text; `root` is accepted
+(every loader is called with root and seed, src/data/build.py) and unused.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def _splits(make, seed: int, n_train: int, n_val: int, n_test: int) -> DatasetDi
     )
 
 
-def translation(seed=0, n_train=20000, n_val=500, n_test=500, n_words=24, min_len=3, max_len=10) -> DatasetDict:
+def translation(seed=0, root=None, n_train=20000, n_val=500, n_test=500, n_words=24, min_len=3, max_len=10) -> DatasetDict:
     rng = random.Random(seed)
     src_words = _words(n_words, rng, 1)
     tgt_words = _words(n_words, rng, 2)
@@ -46,7 +47,7 @@ def translation(seed=0, n_train=20000, n_val=500, n_test=500, n_words=24, min_le
     return _splits(make, seed, n_train, n_val, n_test)
 
 
-def classification(seed=0, n_train=10000, n_val=500, n_test=500, n_classes=4, n_filler=16, min_len=8, max_len=24) -> DatasetDict:
+def classification(seed=0, root=None, n_train=10000, n_val=500, n_test=500, n_classes=4, n_filler=16, min_len=8, max_len=24) -> DatasetDict:
     rng = random.Random(seed)
     words = _words(n_classes + n_filler, rng, 2)
     markers, filler = words[:n_classes], words[n_classes:]
@@ -66,7 +67,7 @@ def classification(seed=0, n_train=10000, n_val=500, n_test=500, n_classes=4, n_
     return _splits(make, seed, n_train, n_val, n_test)
 
 
-def lm(seed=0, n_train=4000, n_val=200, n_test=200, n_words=32, branching=2, length=32) -> DatasetDict:
+def lm(seed=0, root=None, n_train=4000, n_val=200, n_test=200, n_words=32, branching=2, length=32) -> DatasetDict:
     rng = random.Random(seed)
     words = _words(n_words, rng, 2)
     successors = {w: rng.sample(words, branching) for w in words}

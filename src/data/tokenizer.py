@@ -1,5 +1,13 @@
 """Tokenizers from HF `tokenizers`, trained on the training split. Any `tokenizers.Tokenizer` whose first ids are
-SPECIAL_TOKENS (see src/models/vocab.py) works with the data module."""
+SPECIAL_TOKENS (see src/models/vocab.py) works with the data module.
+
+bpe      BPE (Sennrich et al. 2016) over a Metaspace pre-tokenizer (SentencePiece-style, Kudo & Richardson 2018):
+         spaces become "▁" at the start of the following word, so tokens keep their leading-space marker
+         ("▁Ein", "▁Mann") and decoding restores the text exactly. Joint: one vocabulary for source and target.
+unigram  the unigram language-model tokenizer (Kudo 2018) over the same Metaspace pre-tokenizer.
+word     whitespace-separated words, the `vocab_size` most frequent (the rest are <unk>).
+char     one token per character, newlines included (tiny Shakespeare, Chinese).
+"""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -8,27 +16,34 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 
 from ..models.vocab import SPECIAL_TOKENS
 
-KINDS = ("word", "char", "bpe")
+KINDS = ("bpe", "unigram", "word", "char")
+UNK = "<unk>"
+
+
+def _metaspace(tok: Tokenizer) -> None:
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
 
 
 def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int = 8000) -> Tokenizer:
-    """word: whitespace-separated words; char: one token per character; bpe: byte-level BPE (Sennrich et al. 2016)."""
+    """A `kind` tokenizer with at most `vocab_size` tokens (special tokens included; char: the alphabet)."""
     if kind == "word":
-        tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+        tok = Tokenizer(models.WordLevel(unk_token=UNK))
         tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-        trainer = trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS)
+        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS)
     elif kind == "char":
-        tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-        tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+        tok = Tokenizer(models.WordLevel(unk_token=UNK))
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
         tok.decoder = decoders.Fuse()
-        trainer = trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS)
+        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS)
     elif kind == "bpe":
-        tok = Tokenizer(models.BPE(unk_token="<unk>"))
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-        )
+        tok = Tokenizer(models.BPE(unk_token=UNK))
+        _metaspace(tok)
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, limit_alphabet=1000)
+    elif kind == "unigram":
+        tok = Tokenizer(models.Unigram())
+        _metaspace(tok)
+        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, unk_token=UNK)
     else:
         raise ValueError(f"tokenizer {kind!r} is not one of {', '.join(KINDS)}")
     tok.train_from_iterator(texts, trainer)

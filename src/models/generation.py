@@ -24,25 +24,46 @@ def _forbid_special(logits: torch.Tensor) -> torch.Tensor:
     return logits.index_fill(-1, torch.tensor(NEVER_GENERATED, device=logits.device), float("-inf"))
 
 
+def constrain_repeats(logits: torch.Tensor, history: torch.Tensor, no_repeat_ngram_size: int = 0,
+                      repetition_penalty: float = 1.0) -> torch.Tensor:
+    """Repetition controls on next-token logits (B, V) given the tokens generated so far (B, t).
+    no_repeat_ngram_size n (fairseq's semantics, over the generated tokens): a token that would complete an n-gram
+    already in the row gets -inf. repetition_penalty p (CTRL, Keskar et al. 2019): the logit of every token already
+    generated is divided by p if positive, multiplied by p if negative."""
+    if repetition_penalty != 1.0 and history.size(1):
+        seen = logits.gather(1, history)
+        logits = logits.scatter(1, history, torch.where(seen > 0, seen / repetition_penalty, seen * repetition_penalty))
+    n, t = no_repeat_ngram_size, history.size(1)
+    if n > 0 and t >= n:
+        windows = history.unfold(1, n, 1)  # (B, t-n+1, n): every n-gram so far
+        match = (windows[:, :, :-1] == history[:, t - n + 1 :][:, None, :]).all(-1)  # its first n-1 = the last n-1
+        rows, starts = match.nonzero(as_tuple=True)
+        logits = logits.index_put((rows, windows[rows, starts, -1]), torch.tensor(float("-inf"), device=logits.device))
+    return logits
+
+
 @torch.no_grad()
 def generate(model, src: torch.Tensor, method: str = "greedy", max_new_tokens: int = 64, **kw) -> torch.Tensor:
     if getattr(model, "non_autoregressive", False):
         return mask_predict(model, src, passes=kw.get("passes", 1))
+    repeats = {"no_repeat_ngram_size": kw.get("no_repeat_ngram_size", 0),
+               "repetition_penalty": kw.get("repetition_penalty", 1.0)}
     if method == "greedy":
-        return greedy(model, src, max_new_tokens)
+        return greedy(model, src, max_new_tokens, **repeats)
     if method == "beam":
-        return beam_search(model, src, max_new_tokens, kw.get("beam_size", 4), kw.get("length_penalty", 1.0))[0][:, 0]
+        return beam_search(model, src, max_new_tokens, kw.get("beam_size", 4), kw.get("length_penalty", 1.0),
+                           **repeats)[0][:, 0]
     if method == "sample":
-        return sample(model, src, max_new_tokens, kw.get("temperature", 1.0), kw.get("top_k", 0), kw.get("top_p", 1.0), kw.get("seed", 0))
+        return sample(model, src, max_new_tokens, kw.get("temperature", 1.0), kw.get("top_k", 0), kw.get("top_p", 1.0), kw.get("seed", 0), **repeats)
     raise ValueError(f"decode method {method!r} is not one of greedy, beam, sample")
 
 
-def _search(model, src, max_new_tokens, choose) -> torch.Tensor:
+def _search(model, src, max_new_tokens, choose, **repeats) -> torch.Tensor:
     logits, state = model.prefill(src, max_new_tokens)
     out = torch.full((src.size(0), max_new_tokens), PAD, dtype=torch.long, device=src.device)
     done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
     for t in range(max_new_tokens):
-        tok = choose(_forbid_special(logits)).masked_fill(done, PAD)
+        tok = choose(_forbid_special(constrain_repeats(logits, out[:, :t], **repeats))).masked_fill(done, PAD)
         out[:, t] = tok
         done |= tok == EOS
         if bool(done.all()):
@@ -52,12 +73,12 @@ def _search(model, src, max_new_tokens, choose) -> torch.Tensor:
 
 
 @torch.no_grad()
-def greedy(model, src, max_new_tokens=64):
-    return _search(model, src, max_new_tokens, lambda logits: logits.argmax(-1))
+def greedy(model, src, max_new_tokens=64, **repeats):
+    return _search(model, src, max_new_tokens, lambda logits: logits.argmax(-1), **repeats)
 
 
 @torch.no_grad()
-def sample(model, src, max_new_tokens=64, temperature=1.0, top_k=0, top_p=1.0, seed=0):
+def sample(model, src, max_new_tokens=64, temperature=1.0, top_k=0, top_p=1.0, seed=0, **repeats):
     """Ancestral sampling from softmax(logits / temperature), restricted to the top-k tokens and/or the smallest
     set whose probability reaches top_p (nucleus). Seeded: the same seed gives the same samples."""
     gen = torch.Generator(device=src.device).manual_seed(seed)
@@ -74,7 +95,7 @@ def sample(model, src, max_new_tokens=64, temperature=1.0, top_k=0, top_p=1.0, s
             logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
         return torch.multinomial(logits.softmax(-1), 1, generator=gen).squeeze(-1)
 
-    return _search(model, src, max_new_tokens, choose)
+    return _search(model, src, max_new_tokens, choose, **repeats)
 
 
 def length_penalty_of(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -83,7 +104,7 @@ def length_penalty_of(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def beam_search(model, src, max_new_tokens=64, beam_size=4, length_penalty=1.0):
+def beam_search(model, src, max_new_tokens=64, beam_size=4, length_penalty=1.0, **repeats):
     """Batched beam search: all B×k hypotheses advance in one step() call per position.
     A hypothesis that emitted <eos> is frozen (only <pad> continues it, at no cost) and keeps competing by its
     length-normalised score; the search stops early once every hypothesis has finished.
@@ -101,7 +122,7 @@ def beam_search(model, src, max_new_tokens=64, beam_size=4, length_penalty=1.0):
     lengths = torch.zeros(b * k, dtype=torch.long, device=src.device)
     finished = torch.zeros(b * k, dtype=torch.bool, device=src.device)
     for t in range(max_new_tokens):
-        logp = _forbid_special(logits.float()).log_softmax(-1)
+        logp = _forbid_special(constrain_repeats(logits.float(), tokens[:, :t], **repeats)).log_softmax(-1)
         logp[finished] = float("-inf")
         logp[finished, PAD] = 0.0
         cand = scores[:, None] + logp  # (B·k, V) total log-probability

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import lightning as L
 import torch
@@ -60,7 +61,8 @@ class TaskModule(L.LightningModule):
         d = decode or self.decode_cfg
         return generate(self.model, src, d.method, max_new_tokens, beam_size=d.beam_size,
                         length_penalty=d.length_penalty, temperature=d.temperature, top_k=d.top_k, top_p=d.top_p,
-                        seed=d.seed, passes=d.passes)
+                        seed=d.seed, passes=d.passes, no_repeat_ngram_size=d.no_repeat_ngram_size,
+                        repetition_penalty=d.repetition_penalty)
 
     @property
     def decode_variants(self) -> dict[str, DecodeConfig]:
@@ -81,3 +83,11 @@ class TaskModule(L.LightningModule):
             if len(batches) >= max(n, 1):
                 break
         return batches
+
+
+def spread_over_lengths(lengths: list[int], n: int, seed: int) -> list[int]:
+    """Indices of n examples drawn across the length distribution: sort by length, cut into n equal bins and pick
+    one example per bin at random (seeded), shortest bin first. Not the n shortest (the test loader is sorted)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    n, rng = min(n, len(order)), random.Random(seed)
+    return [order[rng.randrange(len(order) * k // n, len(order) * (k + 1) // n)] for k in range(n)]

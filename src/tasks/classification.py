@@ -5,7 +5,7 @@ import torch.nn.functional as F
 import torchmetrics
 
 from ..models.vocab import PAD
-from .base import TaskModule
+from .base import TaskModule, spread_over_lengths
 
 
 class ClassificationModule(TaskModule):
@@ -30,9 +30,17 @@ class ClassificationModule(TaskModule):
         metrics.update(logits, batch["label"])
         self.log_dict(metrics, batch_size=len(logits))
         if stage == "test":
-            rows = zip(batch["tokens"], batch["label"], logits.argmax(-1))
-            for tokens, label, pred in list(rows)[: self.n_samples - len(self.samples)]:
-                self.samples.append({"input": self.dm.decode(tokens), "label": int(label), "prediction": int(pred)})
+            self._predictions.update(zip(batch["index"].tolist(), logits.argmax(-1).tolist()))
+
+    def on_test_epoch_start(self):
+        self._predictions: dict[int, int] = {}  # raw test row -> predicted class
+
+    def on_test_epoch_end(self):
+        """Samples: raw test texts drawn across lengths (seeded), with their label and the prediction."""
+        text, label = list(self.dm.raw["test"]["text"]), list(self.dm.raw["test"]["label"])
+        rows = sorted(self._predictions)
+        picks = [rows[p] for p in spread_over_lengths([len(text[i]) for i in rows], self.n_samples, self.dm.seed)]
+        self.samples = [{"input": text[i], "label": label[i], "prediction": self._predictions[i]} for i in picks]
 
     def validation_step(self, batch, _):
         self._eval(batch, self.val_metrics, "val")

@@ -1,15 +1,18 @@
 """Translation: teacher forcing (AR: <bos> y → y <eos>; NAR: the model's own CMLM loss), then decoding with the
-configured method; sacreBLEU BLEU and chrF on detokenized text, and exact match."""
+configured method. Scored with sacreBLEU (Post 2018: BLEU 13a cased, lowercased BLEU, chrF) and exact match of the
+detokenized hypotheses against the *raw* test references from the dataset, never references rebuilt from token
+ids (those lose every out-of-vocabulary word). Every hypothesis goes to <run_dir>/hypotheses.jsonl."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import sacrebleu
 import torch
 import torch.nn.functional as F
 
 from ..models.vocab import BOS, EOS, PAD
-from .base import TaskModule
+from .base import TaskModule, spread_over_lengths
 
 
 def teacher_forcing_pair(tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,8 +28,7 @@ class TranslationModule(TaskModule):
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
         self.nar = getattr(self.model, "non_autoregressive", False)
-        self._hyps: dict[str, list[str]] = {}
-        self._refs: list[str] = []
+        self.hypotheses: dict[str, dict[int, str]] = {}  # variant -> raw test row -> detokenized hypothesis
 
     @property
     def decode_variants(self):
@@ -61,32 +63,44 @@ class TranslationModule(TaskModule):
         return self.generate_tokens(src, int(d.max_len_a * src.size(1) + d.max_len_b), d)
 
     def on_test_epoch_start(self):
-        self._hyps, self._refs = {name: [] for name in self.decode_variants}, []
+        self.hypotheses = {name: {} for name in self.decode_variants}
 
     def test_step(self, batch, _):
         loss, n = self.loss(batch)
         self.log("test/loss", loss, batch_size=n)
-        refs = [self.dm.decode(t) for t in batch["tgt"]]
-        self._refs += refs
+        rows = batch["index"].tolist()
         for name, decode in self.decode_variants.items():
-            hyps = [self.dm.decode(h) for h in self.translate(batch["src"], decode)]
-            self._hyps[name] += hyps
-            if not name:
-                for s, r, h in list(zip(batch["src"], refs, hyps))[: self.n_samples - len(self.samples)]:
-                    self.samples.append({"source": self.dm.decode(s), "reference": r, "hypothesis": h})
+            self.hypotheses[name].update(zip(rows, (self.dm.decode(h) for h in self.translate(batch["src"], decode))))
 
     def on_test_epoch_end(self):
-        for name, hyps in self._hyps.items():
-            self.log_dict(translation_metrics(hyps, self._refs, prefix=f"test/{name}"))
+        src, tgt = list(self.dm.raw["test"]["src"]), list(self.dm.raw["test"]["tgt"])
+        rows = sorted(self.hypotheses[""])
+        refs = [tgt[i] for i in rows]
+        for name, hyps in self.hypotheses.items():
+            self.log_dict(translation_metrics([hyps[i] for i in rows], refs, prefix=f"test/{name}"))
+        picks = [rows[p] for p in spread_over_lengths([len(src[i]) for i in rows], self.n_samples, self.dm.seed)]
+        self.samples = [{"source": src[i], "reference": tgt[i], "hypothesis": self.hypotheses[""][i]} for i in picks]
 
     def infer(self, batch):
         out = self.translate(batch["src"])
         return int(((out != PAD) & (out != EOS)).sum())
 
 
+def write_hypotheses(module: TranslationModule, path) -> None:
+    """One JSON line per test sentence per decode variant: {"variant", "source", "reference", "hypothesis"}."""
+    src, tgt = list(module.dm.raw["test"]["src"]), list(module.dm.raw["test"]["tgt"])
+    with open(path, "w", encoding="utf-8") as f:
+        for name, hyps in module.hypotheses.items():
+            for i in sorted(hyps):
+                row = {"variant": name, "source": src[i], "reference": tgt[i], "hypothesis": hyps[i]}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
 def translation_metrics(hyps: list[str], refs: list[str], prefix: str = "") -> dict[str, float]:
+    """sacreBLEU corpus BLEU (13a tokenizer, cased), lowercased BLEU, chrF, and exact match, against raw refs."""
     return {
         f"{prefix}bleu": sacrebleu.corpus_bleu(hyps, [refs]).score,
+        f"{prefix}bleu_lc": sacrebleu.corpus_bleu(hyps, [refs], lowercase=True).score,
         f"{prefix}chrf": sacrebleu.corpus_chrf(hyps, [refs]).score,
         f"{prefix}exact_match": 100.0 * sum(h == r for h, r in zip(hyps, refs)) / max(1, len(refs)),
     }
@@ -100,6 +114,8 @@ def attention_examples(module: TranslationModule, n: int = 3, min_len: int = 5) 
     if not hasattr(model, "cross_attention"):
         return []
     rows = [r for r in dm.splits["test"] if len(r["src_ids"]) >= min_len][:n]
+    if not rows:
+        return []
     src = dm.collate(rows)["src"].to(module.device)
     model.eval()
     out = module.translate(src)
