@@ -79,8 +79,9 @@ class TranslationModule(TaskModule):
         for name, hyps in self._hyps.items():
             self.log_dict(translation_metrics(hyps, self._refs, prefix=f"test/{name}"))
 
-    def infer(self, batch):
-        out = self.translate(batch["src"])
+    def infer(self, batch, new_tokens=None):
+        out = (self.translate(batch["src"]) if new_tokens is None
+               else self.generate_tokens(batch["src"], new_tokens, fixed_length=True))
         return int(((out != PAD) & (out != EOS)).sum())
 
 
