@@ -61,3 +61,17 @@ def test_mfu_formula_on_a_hand_computed_case():
     assert forward_flops("encdec", 2, 4, 1, 10, 1, 3, 2) == 632
     assert train_flops("encdec", 2, 4, 1, 10, 5, 3, 2) == 3 * 5 * 632
     assert forward_flops("rnn_attn", 2, 4, 1, 10, 1, 3, 2) is None
+
+
+def test_run_records_by_batch_rows_capped_by_the_test_set(tmp_path):
+    from .conftest import run_main
+
+    r = run_main(tmp_path, "arch=nar", "task=translation", "debug=fast", "logger=none", "bench.batch_sizes=[1,8,32]",
+                 "bench.fixed_tokens=5", "bench.repeats=1")  # debug=fast: 16 test sentences
+    for variant in ("decode", "decode_pass1"):
+        speed = r["inference"][variant]
+        rows = {(row["batch_size"], row["mode"]): row for row in speed["by_batch"]}
+        assert set(rows) == {(b, m) for b in (1, 8, 16) for m in ("natural", "fixed")}
+        assert all(rows[b, "fixed"]["output_tokens"] == 5 for b in (1, 8, 16))
+        assert speed["threads"] >= 1 and "load_avg_1min" in speed
+        assert speed["throughput_batch"] == 16 and speed["latency_ms_batch1"] == rows[1, "natural"]["ms_per_sentence"]
