@@ -36,6 +36,7 @@ def spec_of(cfg: DictConfig) -> dict:
                 arch_params=OmegaConf.to_container(cfg.arch.params), vocab=b.vocab, d_model=cfg.size.d_model,
                 n_heads=cfg.size.n_heads, n_layers=cfg.size.n_layers, d_ff=cfg.size.d_ff, dropout=b.dropout,
                 src_len=b.src_len, new_tokens=b.new_tokens, methods=list(b.methods), batch_sizes=list(b.batch_sizes),
+                beam_batch_sizes=list(b.beam_batch_sizes) if b.get("beam_batch_sizes") else None,
                 modes=list(b.modes), beam_size=decode.get("beam_size", 4), passes=decode.get("passes", 4),
                 decode={k: v for k, v in decode.items() if k not in ("method", "beam_size", "passes")},
                 train=b.train, train_batch=b.train_batch, warmup=b.warmup, repeats=b.repeats, device=b.device,

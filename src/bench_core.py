@@ -27,7 +27,7 @@ FIRST_ID = 5  # ids below are the special tokens
 DEFAULT_SPEC = dict(
     arch="encdec", model="src.models.transformer.EncoderDecoder", arch_params={"norm_first": True, "tie_weights": True},
     vocab=8000, d_model=256, n_heads=4, n_layers=3, d_ff=1024, dropout=0.0, src_len=32, new_tokens=32,
-    methods=["greedy", "beam"], batch_sizes=[1, 32], modes=["fixed"], beam_size=4, passes=4, decode={},
+    methods=["greedy", "beam"], batch_sizes=[1, 32], beam_batch_sizes=[1], modes=["fixed"], beam_size=4, passes=4, decode={},
     train_batch=32, train=True, warmup=2, repeats=10, device="cpu", precision="32-true", compile=False,
     peers=True, seed=0,
 )
@@ -169,7 +169,8 @@ def benchmark(spec: dict) -> dict:
     modes = ["natural"] if arch == "encoder" else spec["modes"]
     with torch.inference_mode(), _autocast(spec):
         for method in methods:
-            for b in spec["batch_sizes"]:
+            sizes = spec["beam_batch_sizes"] if method == "beam" and spec["beam_batch_sizes"] else spec["batch_sizes"]
+            for b in sizes:
                 src = ids(b, spec["src_len"])
                 for mode in modes:
                     fns, counts = {}, {}

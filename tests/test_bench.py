@@ -9,7 +9,7 @@ from src import peers
 from src.bench_core import DEFAULT_SPEC, build_ours
 
 TINY = ["size=tiny", "bench.vocab=100", "bench.src_len=6", "bench.new_tokens=4", "bench.batch_sizes=[1,2]",
-        "bench.train_batch=2", "bench.repeats=1", "bench.warmup=0", "bench.wandb=disabled", "bench.modes=[fixed,natural]"]
+        "bench.train_batch=2", "bench.beam_batch_sizes=null", "bench.repeats=1", "bench.warmup=0", "bench.wandb=disabled", "bench.modes=[fixed,natural]"]
 
 
 def test_bench_cli_writes_json_and_markdown_with_ratios(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from src.bench_core import benchmark, markdown  # noqa: E402
 
-W1 = dict(vocab=16000, d_model=512, n_heads=8, n_layers=6, d_ff=2048, src_len=32, new_tokens=64, device="cuda",
+W1 = dict(beam_batch_sizes=[1], vocab=16000, d_model=512, n_heads=8, n_layers=6, d_ff=2048, src_len=32, new_tokens=64, device="cuda",
           precision="bf16-mixed", warmup=3, repeats=10, modes=["fixed"], compile="--compile" in sys.argv)
 WORKLOADS = {
     "w1_encdec_vs_bart": dict(W1, methods=["greedy", "beam"], batch_sizes=[1, 64], train_batch=128),
