@@ -42,14 +42,18 @@ def train_flops(*args, **kw) -> int | None:
     return None if fwd is None else 3 * fwd
 
 
-def matmul_peak(device, dtype: torch.dtype, n: int | None = None, repeats: int = 3) -> float:
-    """Measured peak FLOP/s: the best of `repeats` n×n matmuls (n = 1024 on CPU, 8192 on GPU)."""
+def matmul_peak(device, dtype: torch.dtype, n: int | None = None, repeats: int = 10, budget_s: float = 1.5) -> float:
+    """Measured peak FLOP/s: the best of up to `repeats` n×n matmuls (n = 1024 on CPU, 8192 on GPU), stopping
+    once `budget_s` is spent (a slow dtype is not probed for minutes). On a loaded machine the peak is
+    under-measured, so MFU can read high: check the load average beside it."""
     device = torch.device(device)
     n = n or (8192 if device.type == "cuda" else 1024)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    best = float("inf")
+    best, started = float("inf"), time.perf_counter()
     for i in range(repeats + 1):
+        if i > 2 and time.perf_counter() - started > budget_s:
+            break
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t = time.perf_counter()
