@@ -129,10 +129,17 @@ class OptimConfig:
 
 @dataclass
 class BenchConfig:
-    batch_size: int = 64  # throughput batch
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32, 128])  # capped by the test set size
     latency_sentences: int = 16  # sentences timed one at a time (batch 1)
+    fixed_tokens: int = 32  # fixed-length mode: <eos> banned, exactly this many new tokens (AR and NAR)
     warmup: int = 1
     repeats: int = 5
+    seed: int = 0  # which test sentences are drawn (stratified by length)
+
+    def __post_init__(self):
+        _check(len(self.batch_sizes) > 0 and min(self.batch_sizes) >= 1,
+               f"bench.batch_sizes={list(self.batch_sizes)} must be a non-empty list of sizes >= 1")
+        _check(self.fixed_tokens >= 1 and self.repeats >= 1, "bench.fixed_tokens and bench.repeats must be >= 1")
 
 
 @dataclass

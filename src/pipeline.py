@@ -254,7 +254,8 @@ def make_record(cfg, spec, config, key, module, model, trainer, clock, history, 
 def _finish_logger(logger, record: dict, heatmap: Path | None) -> None:
     if not logger or logger.__class__.__name__ != "WandbLogger":
         return
-    flat = {f"inference/{name}/{k}": v for name, d in record["inference"].items() for k, v in d.items()}
+    flat = {f"inference/{name}/{k}": v for name, d in record["inference"].items() for k, v in d.items()
+            if isinstance(v, (int, float))}
     logger.experiment.summary.update({**record["metrics"], **flat, "params": record["params"],
                                       "train/tokens_per_s": record["train"]["tokens_per_s"],
                                       "run_key": record["run_key"]})

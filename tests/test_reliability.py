@@ -139,7 +139,7 @@ def wait_for_training(run_dir: Path, proc: subprocess.Popen, timeout: float = 24
 
 
 LONG = ("logger=csv", "trainer.max_steps=400", "trainer.val_check_interval=100", "progress_every_s=0.2",
-        "checkpoint_every_n_steps=50", "bench.latency_sentences=2", "bench.repeats=1", "bench.batch_size=8")
+        "checkpoint_every_n_steps=50", "bench.latency_sentences=2", "bench.repeats=1", "bench.batch_sizes=[1,8]")
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

@@ -9,6 +9,8 @@ and share greedy, beam and sampling search. Non-autoregressive models (nar) impl
     predict(tgt, memory, memory_mask) -> logits (B, T, V): one parallel decoder pass
 and share one refinement routine, mask-predict (Ghazvininejad et al. 2019).
 Outputs are (B, T) token ids: the target without <bos>, ended by <eos> (AR), right-padded with <pad>.
+fixed_length=True (for speed measurements): <eos> is banned and every AR row gets exactly max_new_tokens tokens;
+mask-predict's length is forced to max_new_tokens. No decoder step runs after the last token is chosen.
 """
 from __future__ import annotations
 
@@ -19,9 +21,11 @@ from .vocab import BOS, EOS, MASK, PAD
 NEVER_GENERATED = [PAD, BOS, MASK]
 
 
-def _forbid_special(logits: torch.Tensor) -> torch.Tensor:
-    """A decoder never emits <pad>, <bos> or <mask>: finished rows are padded by the search itself."""
-    return logits.index_fill(-1, torch.tensor(NEVER_GENERATED, device=logits.device), float("-inf"))
+def _forbid_special(logits: torch.Tensor, fixed_length: bool = False) -> torch.Tensor:
+    """A decoder never emits <pad>, <bos> or <mask> (finished rows are padded by the search itself);
+    with fixed_length it never emits <eos> either."""
+    banned = NEVER_GENERATED + [EOS] if fixed_length else NEVER_GENERATED
+    return logits.index_fill(-1, torch.tensor(banned, device=logits.device), float("-inf"))
 
 
 def constrain_repeats(logits: torch.Tensor, history: torch.Tensor, no_repeat_ngram_size: int = 0,
@@ -43,42 +47,46 @@ def constrain_repeats(logits: torch.Tensor, history: torch.Tensor, no_repeat_ngr
 
 
 @torch.no_grad()
-def generate(model, src: torch.Tensor, method: str = "greedy", max_new_tokens: int = 64, **kw) -> torch.Tensor:
+def generate(model, src: torch.Tensor, method: str = "greedy", max_new_tokens: int = 64, fixed_length: bool = False,
+             **kw) -> torch.Tensor:
     if getattr(model, "non_autoregressive", False):
-        return mask_predict(model, src, passes=kw.get("passes", 1))
+        return mask_predict(model, src, passes=kw.get("passes", 1), length=max_new_tokens if fixed_length else None)
     repeats = {"no_repeat_ngram_size": kw.get("no_repeat_ngram_size", 0),
                "repetition_penalty": kw.get("repetition_penalty", 1.0)}
     if method == "greedy":
-        return greedy(model, src, max_new_tokens, **repeats)
+        return greedy(model, src, max_new_tokens, fixed_length, **repeats)
     if method == "beam":
         return beam_search(model, src, max_new_tokens, kw.get("beam_size", 4), kw.get("length_penalty", 1.0),
-                           **repeats)[0][:, 0]
+                           fixed_length, **repeats)[0][:, 0]
     if method == "sample":
-        return sample(model, src, max_new_tokens, kw.get("temperature", 1.0), kw.get("top_k", 0), kw.get("top_p", 1.0), kw.get("seed", 0), **repeats)
+        return sample(model, src, max_new_tokens, kw.get("temperature", 1.0), kw.get("top_k", 0), kw.get("top_p", 1.0),
+                      kw.get("seed", 0), fixed_length, **repeats)
     raise ValueError(f"decode method {method!r} is not one of greedy, beam, sample")
 
 
-def _search(model, src, max_new_tokens, choose, **repeats) -> torch.Tensor:
+def _search(model, src, max_new_tokens, choose, fixed_length=False, **repeats) -> torch.Tensor:
     logits, state = model.prefill(src, max_new_tokens)
     out = torch.full((src.size(0), max_new_tokens), PAD, dtype=torch.long, device=src.device)
     done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
     for t in range(max_new_tokens):
-        tok = choose(_forbid_special(constrain_repeats(logits, out[:, :t], **repeats))).masked_fill(done, PAD)
+        tok = choose(_forbid_special(constrain_repeats(logits, out[:, :t], **repeats), fixed_length)).masked_fill(done, PAD)
         out[:, t] = tok
         done |= tok == EOS
-        if bool(done.all()):
+        if t == max_new_tokens - 1:
+            break  # the last token is chosen: no decoder step for a token nobody reads
+        if not fixed_length and bool(done.all()):
             return out[:, : t + 1]
         logits = model.step(tok, state)
     return out
 
 
 @torch.no_grad()
-def greedy(model, src, max_new_tokens=64, **repeats):
-    return _search(model, src, max_new_tokens, lambda logits: logits.argmax(-1), **repeats)
+def greedy(model, src, max_new_tokens=64, fixed_length=False, **repeats):
+    return _search(model, src, max_new_tokens, lambda logits: logits.argmax(-1), fixed_length, **repeats)
 
 
 @torch.no_grad()
-def sample(model, src, max_new_tokens=64, temperature=1.0, top_k=0, top_p=1.0, seed=0, **repeats):
+def sample(model, src, max_new_tokens=64, temperature=1.0, top_k=0, top_p=1.0, seed=0, fixed_length=False, **repeats):
     """Ancestral sampling from softmax(logits / temperature), restricted to the top-k tokens and/or the smallest
     set whose probability reaches top_p (nucleus). Seeded: the same seed gives the same samples."""
     gen = torch.Generator(device=src.device).manual_seed(seed)
@@ -95,7 +103,7 @@ def sample(model, src, max_new_tokens=64, temperature=1.0, top_k=0, top_p=1.0, s
             logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
         return torch.multinomial(logits.softmax(-1), 1, generator=gen).squeeze(-1)
 
-    return _search(model, src, max_new_tokens, choose, **repeats)
+    return _search(model, src, max_new_tokens, choose, fixed_length, **repeats)
 
 
 def length_penalty_of(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -104,7 +112,7 @@ def length_penalty_of(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def beam_search(model, src, max_new_tokens=64, beam_size=4, length_penalty=1.0, **repeats):
+def beam_search(model, src, max_new_tokens=64, beam_size=4, length_penalty=1.0, fixed_length=False, **repeats):
     """Batched beam search: all B×k hypotheses advance in one step() call per position.
     A hypothesis that emitted <eos> is frozen (only <pad> continues it, at no cost) and keeps competing by its
     length-normalised score; the search stops early once every hypothesis has finished.
@@ -122,7 +130,7 @@ def beam_search(model, src, max_new_tokens=64, beam_size=4, length_penalty=1.0, 
     lengths = torch.zeros(b * k, dtype=torch.long, device=src.device)
     finished = torch.zeros(b * k, dtype=torch.bool, device=src.device)
     for t in range(max_new_tokens):
-        logp = _forbid_special(constrain_repeats(logits.float(), tokens[:, :t], **repeats)).log_softmax(-1)
+        logp = _forbid_special(constrain_repeats(logits.float(), tokens[:, :t], **repeats), fixed_length).log_softmax(-1)
         logp[finished] = float("-inf")
         logp[finished, PAD] = 0.0
         cand = scores[:, None] + logp  # (B·k, V) total log-probability
@@ -136,7 +144,7 @@ def beam_search(model, src, max_new_tokens=64, beam_size=4, length_penalty=1.0, 
         tokens[:, t] = tok
         lengths = new_len.index_select(0, rows)
         finished = finished.index_select(0, rows) | (tok == EOS)
-        if bool(finished.all()):
+        if t == max_new_tokens - 1 or bool(finished.all()):
             break
         model.reorder_state(state, rows)
         logits = model.step(tok, state)
@@ -147,12 +155,16 @@ def beam_search(model, src, max_new_tokens=64, beam_size=4, length_penalty=1.0, 
 
 
 @torch.no_grad()
-def mask_predict(model, src, passes: int = 1) -> torch.Tensor:
+def mask_predict(model, src, passes: int = 1, length: int | None = None) -> torch.Tensor:
     """Mask-predict: predict the length L, start from L <mask> tokens, then for pass t = 0..passes-1 predict every
     masked position in parallel and re-mask the n = L·(passes-1-t)/passes least confident ones.
-    At most `passes` decoder calls (one per pass); the output never exceeds the predicted length."""
+    At most `passes` decoder calls (one per pass); the output never exceeds the predicted length
+    (`length` forces L = length for every row: the fixed-length speed mode)."""
     memory, memory_mask = model.encode(src)
-    lengths = model.predict_length(memory, memory_mask).clamp(min=1)
+    if length is None:
+        lengths = model.predict_length(memory, memory_mask).clamp(min=1)
+    else:
+        lengths = torch.full((src.size(0),), length, dtype=torch.long, device=src.device)
     t_max = int(lengths.max())
     real = torch.arange(t_max, device=src.device)[None] < lengths[:, None]
     tokens = torch.where(real, MASK, PAD)

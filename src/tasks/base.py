@@ -56,10 +56,11 @@ class TaskModule(L.LightningModule):
     def count_tokens(self, *tensors: torch.Tensor) -> None:
         self.train_tokens += int(sum((t != PAD).sum() for t in tensors))
 
-    def generate_tokens(self, src: torch.Tensor, max_new_tokens: int, decode: DecodeConfig | None = None):
+    def generate_tokens(self, src: torch.Tensor, max_new_tokens: int, decode: DecodeConfig | None = None,
+                        fixed_length: bool = False):
         """The model's output token ids for `src` with the configured (or given) decoding."""
         d = decode or self.decode_cfg
-        return generate(self.model, src, d.method, max_new_tokens, beam_size=d.beam_size,
+        return generate(self.model, src, d.method, max_new_tokens, fixed_length, beam_size=d.beam_size,
                         length_penalty=d.length_penalty, temperature=d.temperature, top_k=d.top_k, top_p=d.top_p,
                         seed=d.seed, passes=d.passes, no_repeat_ngram_size=d.no_repeat_ngram_size,
                         repetition_penalty=d.repetition_penalty)
@@ -70,19 +71,12 @@ class TaskModule(L.LightningModule):
         return {"": self.decode_cfg}
 
     # --- inference speed: the task says what "one inference" of a batch is and how many tokens it yields ---
-    def infer(self, batch: dict) -> int:
-        """Run inference on one batch; return the number of tokens produced (or consumed, for classifiers)."""
-        raise NotImplementedError
+    generative = True  # infer() decodes: timed in natural and fixed-length mode (src/benchmark.py)
 
-    def bench_batches(self, n: int, batch_size: int) -> list[dict]:
-        """Test batches for timing: `n` single-example batches, or one batch of `batch_size` when n == 0."""
-        loader = self.dm.loader("test", batch_size=1 if n else batch_size)
-        batches = []
-        for batch in loader:
-            batches.append({k: v.to(self.device) for k, v in batch.items()})
-            if len(batches) >= max(n, 1):
-                break
-        return batches
+    def infer(self, batch: dict, new_tokens: int | None = None) -> int:
+        """Run inference on one batch; return the number of real output tokens (or tokens consumed, for
+        classifiers). new_tokens=N: fixed-length mode, <eos> banned, exactly N output tokens per row."""
+        raise NotImplementedError
 
 
 def spread_over_lengths(lengths: list[int], n: int, seed: int) -> list[int]:

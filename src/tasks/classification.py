@@ -48,6 +48,8 @@ class ClassificationModule(TaskModule):
     def test_step(self, batch, _):
         self._eval(batch, self.test_metrics, "test")
 
-    def infer(self, batch):
+    generative = False  # one forward pass: timed in natural mode only
+
+    def infer(self, batch, new_tokens=None):
         self.model(batch["tokens"]).argmax(-1)
         return int((batch["tokens"] != PAD).sum())

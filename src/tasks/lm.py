@@ -5,7 +5,7 @@ import torch.nn.functional as F
 import torchmetrics
 
 from ..config import LM_PROMPT_TOKENS
-from ..models.vocab import PAD
+from ..models.vocab import EOS, PAD
 from .base import TaskModule
 
 PROMPT_TOKENS, NEW_TOKENS = LM_PROMPT_TOKENS, 32  # <bos> + 3 words as the prompt, 32 tokens generated
@@ -45,6 +45,7 @@ class LMModule(TaskModule):
     def test_step(self, batch, _):
         self._eval(batch, self.test_ppl, "test")
 
-    def infer(self, batch):
-        out = self.generate_tokens(batch["tokens"][:, :PROMPT_TOKENS], NEW_TOKENS)
-        return int((out != PAD).sum())
+    def infer(self, batch, new_tokens=None):
+        prompt = batch["tokens"][:, :PROMPT_TOKENS]
+        out = self.generate_tokens(prompt, new_tokens or NEW_TOKENS, fixed_length=new_tokens is not None)
+        return int(((out != PAD) & (out != EOS)).sum())

@@ -81,8 +81,9 @@ class TranslationModule(TaskModule):
         picks = [rows[p] for p in spread_over_lengths([len(src[i]) for i in rows], self.n_samples, self.dm.seed)]
         self.samples = [{"source": src[i], "reference": tgt[i], "hypothesis": self.hypotheses[""][i]} for i in picks]
 
-    def infer(self, batch):
-        out = self.translate(batch["src"])
+    def infer(self, batch, new_tokens=None):
+        out = (self.translate(batch["src"]) if new_tokens is None
+               else self.generate_tokens(batch["src"], new_tokens, fixed_length=True))
         return int(((out != PAD) & (out != EOS)).sum())
 
 

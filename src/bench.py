@@ -1,0 +1,89 @@
+"""Entry point of the speed benchmark: `python -m src.bench [overrides]` (Hydra, conf/bench.yaml; `--multirun`
+works). Composes arch / size / decode / trainer into a spec for `src.bench_core.benchmark` (plain Python, also
+usable without Hydra), writes bench.json + bench.md into the run directory, logs to W&B (offline by default) and
+prints the markdown table with the ours / HF ratios.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from .config import ConfigError
+
+METHODS = ("greedy", "beam", "sample")
+TASK_PREFERENCE = ("lm", "translation", "classification")  # the workload a given arch is timed on
+
+
+def spec_of(cfg: DictConfig) -> dict:
+    b = cfg.bench
+    bad = [m for m in b.methods if m not in METHODS]
+    if bad:
+        raise ConfigError(f"bench.methods has {bad[0]}; choose among: {', '.join(METHODS)}")
+    bad = [m for m in b.modes if m not in ("fixed", "natural")]
+    if bad:
+        raise ConfigError(f"bench.modes has {bad[0]}; choose among: fixed, natural")
+    if b.device not in ("cpu", "cuda"):
+        raise ConfigError(f"bench.device={b.device} is not valid; choose one of: cpu, cuda")
+    task = next(t for t in TASK_PREFERENCE if t in cfg.arch.models)
+    decode = OmegaConf.to_container(cfg.decode)
+    return dict(arch=cfg.arch.name, model=cfg.arch.models[task]._target_,
+                arch_params=OmegaConf.to_container(cfg.arch.params), vocab=b.vocab, d_model=cfg.size.d_model,
+                n_heads=cfg.size.n_heads, n_layers=cfg.size.n_layers, d_ff=cfg.size.d_ff, dropout=b.dropout,
+                src_len=b.src_len, new_tokens=b.new_tokens, methods=list(b.methods), batch_sizes=list(b.batch_sizes),
+                beam_batch_sizes=list(b.beam_batch_sizes) if b.get("beam_batch_sizes") else None,
+                modes=list(b.modes), beam_size=decode.get("beam_size", 4), passes=decode.get("passes", 4),
+                decode={k: v for k, v in decode.items() if k not in ("method", "beam_size", "passes")},
+                train=b.train, train_batch=b.train_batch, warmup=b.warmup, repeats=b.repeats, device=b.device,
+                precision=str(cfg.trainer.get("precision", "32-true")), compile=b.compile, peers=b.peers, seed=b.seed)
+
+
+def _wandb(result: dict, run_dir: Path, mode: str) -> None:
+    if mode == "disabled":
+        return
+    import wandb
+
+    run = wandb.init(project="archbench", job_type="bench", dir=str(run_dir), name=run_dir.name,
+                     mode=os.environ.get("WANDB_MODE", mode), config=result["spec"])
+    rows = result["inference"]
+    cols = ["method", "batch_size", "mode", "ours_tokens_per_s", "hf_tokens_per_s", "ratio"]
+    run.log({"inference": wandb.Table(columns=cols, data=[
+        [r["method"], r["batch_size"], r["mode"], r["ours"]["tokens_per_s"], (r.get("hf") or {}).get("tokens_per_s"),
+         r.get("ratio")] for r in rows])})
+    if result["train"]:
+        run.summary.update({"train/tokens_per_s": result["train"]["ours"]["tokens_per_s"],
+                            "train/mfu": result["train"]["ours"]["mfu"]})
+    run.finish()
+
+
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent.parent / "conf"), config_name="bench")
+def main(cfg: DictConfig) -> None:
+    try:
+        spec = spec_of(cfg)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    import torch
+
+    from .bench_core import benchmark, markdown
+
+    if cfg.bench.threads:
+        torch.set_num_threads(cfg.bench.threads)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result = benchmark(spec)
+    (run_dir / "bench.json").write_text(json.dumps(result, indent=2))
+    table = markdown(result)
+    (run_dir / "bench.md").write_text(table)
+    _wandb(result, run_dir, cfg.bench.wandb)
+    print(table)
+    print(f"results: {run_dir / 'bench.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""The speed benchmark as plain Python (no Hydra; `src.bench` wraps it): `benchmark(spec) -> dict`.
+
+Synthetic inputs of the configured shape (source length, new tokens, vocab), untrained weights (speed only; in
+fixed-length mode <eos> is banned so every decoder produces exactly `new_tokens` tokens). Measures training tokens/s
+and MFU (src/flops.py), inference for each method × batch size × mode, peak memory, and — where an HF peer exists
+and transformers is installed — the same work on the peer (src/peers.py), interleaved repeat by repeat in the same
+process so machine load hits both alike. ratio = ours / HF speed (> 1: we are faster).
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import resource
+import statistics
+
+import torch
+import torch.nn.functional as F
+
+from . import peers
+from .benchmark import machine, spread_of
+from .flops import matmul_peak, train_flops
+from .models.generation import generate
+from .models.vocab import BOS, PAD
+
+FIRST_ID = 5  # ids below are the special tokens
+
+DEFAULT_SPEC = dict(
+    arch="encdec", model="src.models.transformer.EncoderDecoder", arch_params={"norm_first": True, "tie_weights": True},
+    vocab=8000, d_model=256, n_heads=4, n_layers=3, d_ff=1024, dropout=0.0, src_len=32, new_tokens=32,
+    methods=["greedy", "beam"], batch_sizes=[1, 32], beam_batch_sizes=[1], modes=["fixed"], beam_size=4, passes=4, decode={},
+    train_batch=32, train=True, warmup=2, repeats=10, device="cpu", precision="32-true", compile=False,
+    peers=True, seed=0,
+)
+
+
+def _cuda(device) -> bool:
+    return torch.device(device).type == "cuda"
+
+
+def _autocast(spec):
+    if "bf16" in str(spec["precision"]):
+        return torch.autocast(torch.device(spec["device"]).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _interleaved(fns: dict, device, warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each repeat of every fn, the fns alternating within each repeat."""
+    from .benchmark import _seconds
+
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(_seconds(fn, torch.device(device))[0])
+    return times
+
+
+def _peak_memory(device) -> float:
+    """MiB: CUDA max_memory_allocated since the last reset, or the process's peak RSS on CPU."""
+    if _cuda(device):
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_ours(spec) -> torch.nn.Module:
+    module, name = spec["model"].rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    return cls(vocab_size=spec["vocab"], n_classes=2, d_model=spec["d_model"], n_heads=spec["n_heads"],
+               n_layers=spec["n_layers"], d_ff=spec["d_ff"], dropout=spec["dropout"], **spec["arch_params"])
+
+
+def _ours_loss(model, arch, src, tgt):
+    if arch == "nar":
+        return model.loss(src, tgt)[0]
+    if arch == "encoder":
+        return F.cross_entropy(model(src), tgt[:, 0] % 2)
+    if arch == "decoder":
+        tokens = torch.cat([src, tgt], 1)
+        logits = model(tokens[:, :-1])
+        return F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten())
+    tgt_in = torch.cat([torch.full_like(tgt[:, :1], BOS), tgt[:, :-1]], 1)
+    return F.cross_entropy(model(src, tgt_in).flatten(0, 1), tgt.flatten())
+
+
+def _train_fn(model, loss_of, spec, src, tgt):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    model.train()
+
+    def step():
+        with _autocast(spec):
+            loss = loss_of(model, src, tgt)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def _infer_fn(model, spec, method, src, mode, peer: bool):
+    arch, n, fixed = spec["arch"], spec["new_tokens"], mode == "fixed"
+    if arch == "encoder":
+        return lambda: (model(input_ids=src) if peer else model(src)), src.numel()
+    if peer:
+        return lambda: peers.peer_generate(model, src, method, n, fixed, spec["beam_size"]), None
+    kw = {**spec["decode"], "beam_size": spec["beam_size"], "passes": int(method[4:]) if arch == "nar" else 1}
+    return lambda: generate(model, src, method if arch != "nar" else "greedy", n, fixed, **kw), None
+
+
+def _output_tokens(out, src, peer: bool, arch: str) -> int:
+    if peer and arch == "decoder":
+        out = out[:, src.size(1):]
+    elif peer and arch == "encdec":
+        out = out[:, 1:]  # the decoder start token
+    return int(((out != PAD) & (out != 2)).sum())
+
+
+def benchmark(spec: dict) -> dict:
+    spec = {**DEFAULT_SPEC, **spec}
+    device, arch = torch.device(spec["device"]), spec["arch"]
+    torch.manual_seed(spec["seed"])
+    gen = torch.Generator().manual_seed(spec["seed"])
+    ours = build_ours(spec).to(device)
+    peer = None
+    if spec["peers"] and arch in peers.PEER_OF and peers.available():
+        peer = peers.build_peer(arch, spec["vocab"], spec["d_model"], spec["n_heads"], spec["n_layers"], spec["d_ff"],
+                                spec["dropout"], max_positions=spec["src_len"] + spec["new_tokens"] + 2).to(device)
+    if spec["compile"]:
+        ours = torch.compile(ours)
+    dtype_peaks = {"fp32": matmul_peak(device, torch.float32)}
+    dtype_peaks["bf16"] = matmul_peak(device, torch.bfloat16)
+    result = {"spec": spec, "machine": {**machine(), "device": torch.cuda.get_device_name(device) if _cuda(device)
+                                        else "cpu", "torch": torch.__version__},
+              "peak_flops": dtype_peaks,
+              "params": {"ours": sum(p.numel() for p in ours.parameters()),
+                         "hf": sum(p.numel() for p in peer.parameters()) if peer else None},
+              "peer": peers.PEER_OF.get(arch) if peer else None, "train": None, "inference": []}
+
+    def ids(b, t):
+        return torch.randint(FIRST_ID, spec["vocab"], (b, t), generator=gen).to(device)
+
+    if spec["train"]:
+        b = spec["train_batch"]
+        src, tgt = ids(b, spec["src_len"]), ids(b, spec["new_tokens"])
+        fns = {"ours": _train_fn(ours, lambda m, s, t: _ours_loss(m, arch, s, t), spec, src, tgt)}
+        if peer:
+            fns["hf"] = _train_fn(peer, lambda m, s, t: peers.peer_forward_loss(m, arch, s, t), spec, src, tgt)
+        if _cuda(device):
+            torch.cuda.reset_peak_memory_stats(device)
+        times = _interleaved(fns, device, spec["warmup"], spec["repeats"])
+        tokens = b * (spec["src_len"] + spec["new_tokens"])
+        flops = train_flops(arch, spec["d_model"], spec["d_ff"], spec["n_layers"], spec["vocab"], b, spec["src_len"],
+                            spec["new_tokens"])
+        peak = dtype_peaks["bf16" if "bf16" in str(spec["precision"]) else "fp32"]
+        train = {"batch": b, "tokens_per_step": tokens, "flops_per_step": flops, "peak_memory_mib": _peak_memory(device)}
+        for name, ts in times.items():
+            sec = statistics.median(ts)
+            train[name] = {"tokens_per_s": tokens / sec, "mfu": flops / sec / peak if flops else None,
+                           "spread": spread_of(ts)}
+        if peer:
+            train["ratio"] = train["ours"]["tokens_per_s"] / train["hf"]["tokens_per_s"]
+        result["train"] = train
+
+    ours.eval()
+    if peer:
+        peer.eval()
+    methods = ["forward"] if arch == "encoder" else (
+        [f"pass{p}" for p in sorted({1, spec["passes"]})] if arch == "nar" else spec["methods"])
+    modes = ["natural"] if arch == "encoder" else spec["modes"]
+    with torch.inference_mode(), _autocast(spec):
+        for method in methods:
+            sizes = spec["beam_batch_sizes"] if method == "beam" and spec["beam_batch_sizes"] else spec["batch_sizes"]
+            for b in sizes:
+                src = ids(b, spec["src_len"])
+                for mode in modes:
+                    fns, counts = {}, {}
+                    for name, model in (("ours", ours), ("hf", peer)):
+                        if model is None or (name == "hf" and method == "sample" and mode == "natural"):
+                            continue
+                        fn, fixed_count = _infer_fn(model, spec, method, src, mode, name == "hf")
+                        counts[name] = fixed_count or _output_tokens(fn(), src, name == "hf", arch)
+                        fns[name] = fn
+                    if _cuda(device):
+                        torch.cuda.reset_peak_memory_stats(device)
+                    times = _interleaved(fns, device, spec["warmup"], spec["repeats"])
+                    row = {"method": method, "batch_size": b, "mode": mode, "peak_memory_mib": _peak_memory(device)}
+                    for name, ts in times.items():
+                        sec = statistics.median(ts)
+                        row[name] = {"ms_per_sentence": 1000 * sec / b, "ms_per_token": 1000 * sec / max(1, counts[name]),
+                                     "tokens_per_s": counts[name] / sec, "output_tokens": counts[name] / b,
+                                     "spread": spread_of(ts)}
+                    if "hf" in row:  # speed ratio: tokens/s (the same count in fixed mode)
+                        row["ratio"] = row["ours"]["tokens_per_s"] / row["hf"]["tokens_per_s"] if counts["hf"] else None
+                    result["inference"].append(row)
+    result["machine"]["load_avg_1min_end"] = machine()["load_avg_1min"]
+    return result
+
+
+def markdown(result: dict) -> str:
+    """The result as markdown tables: training, then inference rows with the HF ratio columns."""
+    s, m = result["spec"], result["machine"]
+    peer = result["peer"] or "HF"
+    lines = [f"# archbench speed: {s['arch']} L={s['n_layers']} d={s['d_model']} h={s['n_heads']} ff={s['d_ff']} "
+             f"V={s['vocab']} src={s['src_len']} new={s['new_tokens']} · {m['device']} · {m['threads']} threads · "
+             f"load {m['load_avg_1min']:.2f} · {s['precision']}",
+             f"params: ours {result['params']['ours']:,} · {peer} {result['params']['hf'] or 0:,} · "
+             f"peak matmul fp32 {result['peak_flops']['fp32'] / 1e9:.0f} GFLOP/s, bf16 "
+             f"{result['peak_flops']['bf16'] / 1e9:.0f} GFLOP/s", ""]
+    t = result["train"]
+    if t:
+        hf = t.get("hf", {})
+        lines += ["| training | ours tokens/s | ours MFU | " + peer + " tokens/s | ratio ours/" + peer + " |",
+                  "|---|---|---|---|---|",
+                  f"| B={t['batch']} | {t['ours']['tokens_per_s']:,.0f} | "
+                  f"{(t['ours']['mfu'] or 0) * 100:.1f} % | {hf.get('tokens_per_s', 0):,.0f} | "
+                  f"{t.get('ratio', float('nan')):.2f}× |", ""]
+    lines += [f"| method | batch | mode | tokens out | ours ms/token | ours tokens/s | {peer} ms/token | "
+              f"{peer} tokens/s | ratio ours/{peer} | spread ours | peak MiB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["inference"]:
+        o, h = r["ours"], r.get("hf")
+        lines.append(f"| {r['method']} | {r['batch_size']} | {r['mode']} | {o['output_tokens']:.1f} | "
+                     f"{o['ms_per_token']:.3f} | {o['tokens_per_s']:,.0f} | "
+                     + (f"{h['ms_per_token']:.3f} | {h['tokens_per_s']:,.0f} | {r['ratio'] or float('nan'):.2f}× | " if h else "– | – | – | ")
+                     + f"{o['spread']:.2f} | {r['peak_memory_mib']:.0f} |")
+    return "\n".join(lines) + "\n"
