@@ -88,6 +88,7 @@ class DecodeConfig:
     top_p: float = 1.0
     seed: int = 0
     passes: int = 4  # NAR refinement passes
+    compile: bool = False  # AR transformers: static-shape decode step, torch.compile'd (CUDA: CUDA graphs)
 
     def __post_init__(self):
         valid = sorted({m for ms in DECODE_METHODS.values() for m in ms})
@@ -107,6 +108,13 @@ class OptimConfig:
     warmup_steps: int = 100
     label_smoothing: float = 0.0
     grad_clip: float = 1.0  # max global gradient norm; 0 = off
+
+
+@dataclass
+class TrainConfig:
+    """Training fast paths (src/fastpaths.py). Precision is Lightning's `trainer.precision` (bf16-mixed)."""
+
+    compile: bool = False  # torch.compile the model's forward (dynamic shapes; inductor C++ on CPU)
 
 
 @dataclass
@@ -134,11 +142,12 @@ class RunConfig:
     size: SizeConfig = MISSING
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     logger: LoggerConfig = MISSING
     trainer: dict[str, Any] = field(default_factory=dict)  # lightning.Trainer keyword arguments
     seed: int = 0
-    threads: Optional[int] = None  # torch CPU threads (None: torch's default)
+    threads: Optional[int] = None  # torch CPU threads, one OpenMP pool (None: the physical cores)
     samples: int = 5  # decoded test examples printed and logged
     results_file: str = "results.json"
 

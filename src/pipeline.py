@@ -19,6 +19,7 @@ from .benchmark import inference_report
 from .config import ConfigError, RunConfig
 from .data.datamodule import FIELDS, TextDataModule
 from .data.tokenizer import train_tokenizer
+from .fastpaths import compile_model, set_threads
 from .results import SCHEMA_VERSION, git_commit, run_key, write_results
 
 log = logging.getLogger("archbench")
@@ -86,8 +87,7 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
     import datasets
 
     datasets.disable_progress_bars()
-    if spec.threads:
-        torch.set_num_threads(spec.threads)
+    set_threads(spec.threads)
     L.seed_everything(spec.seed, workers=True, verbose=False)
 
     dm = build_datamodule(cfg, spec)
@@ -95,6 +95,8 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
     model = instantiate(cfg.arch.models[spec.task.name])(
         vocab_size=dm.vocab_size, n_classes=dm.n_classes, **size, **spec.arch.params
     )
+    if spec.train.compile:
+        compile_model(model)
     module = instantiate(cfg.task.module)(model=model, datamodule=dm, optim=spec.optim, decode=spec.decode,
                                           samples=spec.samples)
     config = OmegaConf.to_container(cfg, resolve=True)

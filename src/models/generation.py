@@ -9,14 +9,19 @@ and share greedy, beam and sampling search. Non-autoregressive models (nar) impl
     predict(tgt, memory, memory_mask) -> logits (B, T, V): one parallel decoder pass
 and share one refinement routine, mask-predict (Ghazvininejad et al. 2019).
 Outputs are (B, T) token ids: the target without <bos>, ended by <eos> (AR), right-padded with <pad>.
+`compile=True` runs the AR search on the static-shape, compiled decoder step of static_decode.py (transformer
+decoders; rnn_attn stays eager). The searches check "all finished?" (a host sync) only every SYNC_EVERY steps;
+rows that finished keep emitting <pad>, and trailing all-<pad> columns are cut, so the output is the same.
 """
 from __future__ import annotations
 
 import torch
 
+from .static_decode import static_decoder, supports_static
 from .vocab import BOS, EOS, MASK, PAD
 
 NEVER_GENERATED = [PAD, BOS, MASK]
+SYNC_EVERY = 8  # steps between the host-side "all finished?" checks of the AR searches
 
 
 def _forbid_special(logits: torch.Tensor) -> torch.Tensor:
@@ -28,6 +33,8 @@ def _forbid_special(logits: torch.Tensor) -> torch.Tensor:
 def generate(model, src: torch.Tensor, method: str = "greedy", max_new_tokens: int = 64, **kw) -> torch.Tensor:
     if getattr(model, "non_autoregressive", False):
         return mask_predict(model, src, passes=kw.get("passes", 1))
+    if kw.get("compile") and supports_static(model):
+        model = static_decoder(model, compile=True)
     if method == "greedy":
         return greedy(model, src, max_new_tokens)
     if method == "beam":
@@ -45,10 +52,16 @@ def _search(model, src, max_new_tokens, choose) -> torch.Tensor:
         tok = choose(_forbid_special(logits)).masked_fill(done, PAD)
         out[:, t] = tok
         done |= tok == EOS
-        if bool(done.all()):
-            return out[:, : t + 1]
+        if t % SYNC_EVERY == SYNC_EVERY - 1 and bool(done.all()):
+            break
         logits = model.step(tok, state)
-    return out
+    return _trim(out)
+
+
+def _trim(tokens: torch.Tensor) -> torch.Tensor:
+    """Cut the trailing columns that are <pad> in every row (written after all rows had finished)."""
+    filled = (tokens.flatten(0, -2) != PAD).any(0).nonzero()
+    return tokens[..., : int(filled.max()) + 1 if filled.numel() else 1]
 
 
 @torch.no_grad()
@@ -115,11 +128,11 @@ def beam_search(model, src, max_new_tokens=64, beam_size=4, length_penalty=1.0):
         tokens[:, t] = tok
         lengths = new_len.index_select(0, rows)
         finished = finished.index_select(0, rows) | (tok == EOS)
-        if bool(finished.all()):
+        if t % SYNC_EVERY == SYNC_EVERY - 1 and bool(finished.all()):
             break
         model.reorder_state(state, rows)
         logits = model.step(tok, state)
-    tokens = tokens[:, : t + 1].view(b, k, -1)
+    tokens = _trim(tokens.view(b, k, -1))
     final = (scores / length_penalty_of(lengths, length_penalty)).view(b, k)
     final, order = final.sort(-1, descending=True)
     return tokens.gather(1, order[:, :, None].expand_as(tokens)), final

@@ -50,7 +50,7 @@ class TaskModule(L.LightningModule):
         d = decode or self.decode_cfg
         return generate(self.model, src, d.method, max_new_tokens, beam_size=d.beam_size,
                         length_penalty=d.length_penalty, temperature=d.temperature, top_k=d.top_k, top_p=d.top_p,
-                        seed=d.seed, passes=d.passes)
+                        seed=d.seed, passes=d.passes, compile=d.compile)
 
     @property
     def decode_variants(self) -> dict[str, DecodeConfig]:
