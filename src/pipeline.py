@@ -19,7 +19,7 @@ from .benchmark import inference_report
 from .config import ConfigError, RunConfig
 from .data.datamodule import FIELDS, TextDataModule
 from .data.tokenizer import train_tokenizer
-from .fastpaths import compile_model, set_threads
+from .fastpaths import compile_model, set_threads, warn_if_slow_bf16
 from .results import SCHEMA_VERSION, git_commit, run_key, write_results
 
 log = logging.getLogger("archbench")
@@ -108,6 +108,7 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
         trainer = L.Trainer(**cfg.trainer, logger=logger, callbacks=[clock, checkpoints], default_root_dir=run_dir)
     except (TypeError, ValueError, MisconfigurationException) as e:  # a bad trainer.* value
         raise ConfigError(f"trainer: {str(e).splitlines()[0]}") from None
+    warn_if_slow_bf16(trainer.precision, trainer.strategy.root_device)
     setup_s = time.perf_counter() - started
 
     t = time.perf_counter()
