@@ -74,11 +74,16 @@ class StaticDecoder:
     (CUDA: mode="reduce-overhead", i.e. CUDA graphs; CPU: inductor's default mode)."""
 
     def __init__(self, model, compile: bool = False):
-        self.model, self.cuda = model, model.lm_head.weight.is_cuda
+        self._model = weakref.ref(model)  # weak: the per-model registry below must not keep the model alive
+        self.cuda = model.lm_head.weight.is_cuda
         self._step = static_step
         if compile:
             self._step = torch.compile(static_step, mode="reduce-overhead" if self.cuda else None)
         self._pool: dict[tuple, list[torch.Tensor]] = {}  # buffers by layout, reused across calls
+
+    @property
+    def model(self):
+        return self._model()
 
     def _adopt(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         """Copy `tensors` into the pooled buffers of the same shapes (created on first use)."""
