@@ -26,6 +26,8 @@ from .attention import KVCache
 from .transformer import LayerCache
 from .vocab import PAD
 
+MAX_LAYOUTS = 32  # buffer sets kept per model (one per batch size × max_len × source length)
+
 
 @dataclass
 class StaticState:
@@ -89,6 +91,8 @@ class StaticDecoder:
         """Copy `tensors` into the pooled buffers of the same shapes (created on first use)."""
         key = tuple((t.shape, t.dtype) for t in tensors)
         if key not in self._pool:
+            if len(self._pool) >= MAX_LAYOUTS:  # forget the oldest layout
+                self._pool.pop(next(iter(self._pool)))
             self._pool[key] = [torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in tensors]
             if self.cuda:
                 for buf in self._pool[key]:
