@@ -30,6 +30,7 @@ class ArchConfig:
     family: str = "ar"  # ar | nar | encoder: which decoding applies
     models: dict[str, Any] = MISSING  # task name -> partial nn.Module (the tasks this arch supports)
     params: dict[str, Any] = field(default_factory=dict)  # extra constructor arguments
+    train_steps: dict[str, int] = field(default_factory=dict)  # task name -> its trainer.max_steps for this arch
 
 
 @dataclass
