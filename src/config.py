@@ -31,6 +31,7 @@ class ArchConfig:
     family: str = "ar"  # ar | nar | encoder: which decoding applies
     models: dict[str, Any] = MISSING  # task name -> partial nn.Module (the tasks this arch supports)
     params: dict[str, Any] = field(default_factory=dict)  # extra constructor arguments
+    train_steps: dict[str, int] = field(default_factory=dict)  # task name -> its trainer.max_steps for this arch
 
 
 @dataclass
@@ -103,6 +104,7 @@ class DecodeConfig:
     passes: int = 4  # NAR refinement passes
     no_repeat_ngram_size: int = 0  # AR: never repeat an n-gram of the output (fairseq); 0 = off
     repetition_penalty: float = 1.0  # AR: divide logits of already generated tokens by this (CTRL); 1 = off
+    compile: bool = False  # AR transformers: static-shape decode step, torch.compile'd (CUDA: CUDA graphs)
 
     def __post_init__(self):
         valid = sorted({m for ms in DECODE_METHODS.values() for m in ms})
@@ -125,6 +127,13 @@ class OptimConfig:
     label_smoothing: float = 0.0
     grad_clip: float = 1.0  # max global gradient norm; 0 = off
     divergence_patience: int = 0  # stop after this many consecutive non-finite losses (0: at the first)
+
+
+@dataclass
+class TrainConfig:
+    """Training fast paths (src/fastpaths.py). Precision is Lightning's `trainer.precision` (bf16-mixed)."""
+
+    compile: bool = False  # torch.compile the model's forward (dynamic shapes; inductor C++ on CPU)
 
 
 @dataclass
@@ -159,11 +168,12 @@ class RunConfig:
     size: SizeConfig = MISSING
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     logger: LoggerConfig = MISSING
     trainer: dict[str, Any] = field(default_factory=dict)  # lightning.Trainer keyword arguments
     seed: int = 0
-    threads: Optional[int] = None  # torch CPU threads (None: torch's default)
+    threads: Optional[int] = None  # torch CPU threads, one OpenMP pool (None: the physical cores)
     samples: int = 5  # decoded test examples printed and logged
     checkpoint_every_n_steps: int = 250  # periodic last.ckpt, so a kill without warning loses little (0: off)
     progress_every_s: float = 15.0  # one progress line in the log this often

@@ -23,6 +23,7 @@ from .benchmark import inference_report
 from .callbacks import DivergenceGuard, Diverged, GracefulStop, Interrupted, MetricHistory, ProgressLog, TrainClock
 from .config import ConfigError, RunConfig
 from .data.build import build_datamodule
+from .fastpaths import compile_model, set_threads, warn_if_slow_bf16
 from .results import SCHEMA_VERSION, git_commit, run_key, write_results
 from .run_dir import LAST_CHECKPOINT, RunDir
 
@@ -78,8 +79,7 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
     started = time.perf_counter()
     rd = RunDir(run_dir, spec.results_file)
     _quiet_libraries()
-    if spec.threads:
-        torch.set_num_threads(spec.threads)
+    set_threads(spec.threads)
     L.seed_everything(spec.seed, workers=True, verbose=False)
     config = OmegaConf.to_container(cfg, resolve=True)
     key = run_key(config)
@@ -95,6 +95,7 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
     stop = GracefulStop(rd.checkpoints / LAST_CHECKPOINT)
     clock, history = TrainClock(), MetricHistory()
     trainer = build_trainer(cfg, spec, rd, logger, [stop, clock, history])
+    warn_if_slow_bf16(trainer.precision, trainer.strategy.root_device)
     setup_s = time.perf_counter() - started
     stop.install()
     try:
@@ -153,6 +154,8 @@ def build_module(cfg: DictConfig, spec: RunConfig, dm):
     model = instantiate(cfg.arch.models[spec.task.name])(
         vocab_size=dm.vocab_size, n_classes=dm.n_classes, **size, **spec.arch.params
     )
+    if spec.train.compile:
+        compile_model(model)
     module = instantiate(cfg.task.module)(model=model, datamodule=dm, optim=spec.optim, decode=spec.decode,
                                           samples=spec.samples)
     return model, module

@@ -5,7 +5,7 @@ from .conftest import run_main
 
 def test_default_encdec_and_nar_quality_and_ar_vs_nar_latency(tmp_path):
     ar = run_main(tmp_path / "encdec", "arch=encdec", "task=translation", "logger=none")
-    assert ar["size"] == "small" and ar["train"]["steps"] == 1500
+    assert ar["size"] == "small" and ar["train"]["steps"] == 1000
     assert ar["metrics"]["test/exact_match"] >= 95.0, ar["metrics"]
     assert ar["metrics"]["test/bleu"] >= 95.0
     nar = run_main(tmp_path / "nar", "arch=nar", "task=translation", "logger=none")

@@ -16,15 +16,27 @@ from torch import nn
 class KVCache:
     """Preallocated keys/values of one attention layer, indexed by position.
 
-    `k`, `v` are (B, H, max_len, d_head) buffers; `update(pos, k, v)` writes the new steps at `pos` and returns
-    the filled prefix. The buffers never change shape, so a later decode step can run on them in a CUDA graph.
+    `k`, `v` are (B, H, max_len, d_head) buffers; `update(pos, k, v)` writes the new steps at `pos`. With an int
+    `pos` it returns the filled prefix (eager decoding); with a tensor `pos` (the static step of static_decode.py) it
+    writes one step without a host sync and returns the whole buffers, so every step has the same shapes: unfilled
+    slots are masked out by the caller. The buffers never change shape, so the step can run in a CUDA graph.
     """
 
     def __init__(self, batch: int, n_heads: int, max_len: int, d_head: int, *, dtype, device):
         self.k = torch.zeros(batch, n_heads, max_len, d_head, dtype=dtype, device=device)
         self.v = torch.zeros_like(self.k)
 
-    def update(self, pos: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @classmethod
+    def of(cls, k: torch.Tensor, v: torch.Tensor) -> "KVCache":
+        """A cache over existing (B, H, max_len, d_head) buffers."""
+        cache = cls.__new__(cls)
+        cache.k, cache.v = k, v
+        return cache
+
+    def update(self, pos: int | torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(pos, torch.Tensor):  # (1,) slot index, one new step
+            self.k.index_copy_(2, pos, k), self.v.index_copy_(2, pos, v)
+            return self.k, self.v
         end = pos + k.size(2)
         if end > self.k.size(2):
             raise ValueError(f"KV cache overflow: position {end} > max_len {self.k.size(2)}")
@@ -67,7 +79,7 @@ class MultiHeadAttention(nn.Module):
         memory: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
-        pos: int = 0,
+        pos: int | torch.Tensor = 0,
         memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """x: (B, Tq, D) queries. Keys/values come from `memory` (cross-attention), from precomputed `memory_kv`,

@@ -11,14 +11,19 @@ and share one refinement routine, mask-predict (Ghazvininejad et al. 2019).
 Outputs are (B, T) token ids: the target without <bos>, ended by <eos> (AR), right-padded with <pad>.
 fixed_length=True (for speed measurements): <eos> is banned and every AR row gets exactly max_new_tokens tokens;
 mask-predict's length is forced to max_new_tokens. No decoder step runs after the last token is chosen.
+`compile=True` runs the AR search on the static-shape, compiled decoder step of static_decode.py (transformer
+decoders; rnn_attn stays eager). The searches check "all finished?" (a host sync) only every SYNC_EVERY steps;
+rows that finished keep emitting <pad>, and trailing all-<pad> columns are cut, so the output is the same.
 """
 from __future__ import annotations
 
 import torch
 
+from .static_decode import static_decoder, supports_static
 from .vocab import BOS, EOS, MASK, PAD
 
 NEVER_GENERATED = [PAD, BOS, MASK]
+SYNC_EVERY = 8  # steps between the host-side "all finished?" checks of the AR searches
 
 
 def _forbid_special(logits: torch.Tensor, fixed_length: bool = False) -> torch.Tensor:
@@ -53,6 +58,8 @@ def generate(model, src: torch.Tensor, method: str = "greedy", max_new_tokens: i
         return mask_predict(model, src, passes=kw.get("passes", 1), length=max_new_tokens if fixed_length else None)
     repeats = {"no_repeat_ngram_size": kw.get("no_repeat_ngram_size", 0),
                "repetition_penalty": kw.get("repetition_penalty", 1.0)}
+    if kw.get("compile") and supports_static(model):
+        model = static_decoder(model, compile=True)
     if method == "greedy":
         return greedy(model, src, max_new_tokens, fixed_length, **repeats)
     if method == "beam":
@@ -74,10 +81,16 @@ def _search(model, src, max_new_tokens, choose, fixed_length=False, **repeats) -
         done |= tok == EOS
         if t == max_new_tokens - 1:
             break  # the last token is chosen: no decoder step for a token nobody reads
-        if not fixed_length and bool(done.all()):
-            return out[:, : t + 1]
+        if not fixed_length and t % SYNC_EVERY == SYNC_EVERY - 1 and bool(done.all()):
+            break
         logits = model.step(tok, state)
-    return out
+    return _trim(out)
+
+
+def _trim(tokens: torch.Tensor) -> torch.Tensor:
+    """Cut the trailing columns that are <pad> in every row (written after all rows had finished)."""
+    filled = (tokens.flatten(0, -2) != PAD).any(0).nonzero()
+    return tokens[..., : int(filled.max()) + 1 if filled.numel() else 1]
 
 
 @torch.no_grad()
@@ -144,11 +157,11 @@ def beam_search(model, src, max_new_tokens=64, beam_size=4, length_penalty=1.0, 
         tokens[:, t] = tok
         lengths = new_len.index_select(0, rows)
         finished = finished.index_select(0, rows) | (tok == EOS)
-        if t == max_new_tokens - 1 or bool(finished.all()):
+        if t == max_new_tokens - 1 or (t % SYNC_EVERY == SYNC_EVERY - 1 and bool(finished.all())):
             break
         model.reorder_state(state, rows)
         logits = model.step(tok, state)
-    tokens = tokens[:, : t + 1].view(b, k, -1)
+    tokens = _trim(tokens.view(b, k, -1))
     final = (scores / length_penalty_of(lengths, length_penalty)).view(b, k)
     final, order = final.sort(-1, descending=True)
     return tokens.gather(1, order[:, :, None].expand_as(tokens)), final

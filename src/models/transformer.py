@@ -81,7 +81,7 @@ class DecoderLayer(nn.Module):
         self.ffn = FeedForward(d_model, d_ff, dropout)
         self.res = nn.ModuleList(Residual(d_model, dropout, norm_first) for _ in range(3 if cross_attention else 2))
 
-    def forward(self, y, self_mask, memory=None, memory_mask=None, cache: LayerCache | None = None, pos: int = 0):
+    def forward(self, y, self_mask, memory=None, memory_mask=None, cache: LayerCache | None = None, pos=0):
         y = self.res[0](y, lambda h: self.self_attn(h, mask=self_mask, cache=cache.self_kv if cache else None, pos=pos))
         if self.cross_attn is not None:
             memory_kv = cache.memory_kv if cache is not None else None

@@ -63,7 +63,8 @@ class TaskModule(L.LightningModule):
         return generate(self.model, src, d.method, max_new_tokens, fixed_length, beam_size=d.beam_size,
                         length_penalty=d.length_penalty, temperature=d.temperature, top_k=d.top_k, top_p=d.top_p,
                         seed=d.seed, passes=d.passes, no_repeat_ngram_size=d.no_repeat_ngram_size,
-                        repetition_penalty=d.repetition_penalty)
+                        repetition_penalty=d.repetition_penalty,
+                        compile=d.compile)
 
     @property
     def decode_variants(self) -> dict[str, DecodeConfig]:

@@ -1,0 +1,143 @@
+"""Static-shape incremental decoding: one decoder step whose shapes never change, so it can be compiled once
+(`torch.compile`: inductor C++ on CPU) and captured in a CUDA graph (mode="reduce-overhead") for every position.
+
+The eager step (`transformer._Incremental.decode_tokens`) attends over the filled prefix K[:, :, :pos+1], so its
+shapes grow by one per token. The static step attends over the whole preallocated cache of max_len slots with a
+mask of the filled ones, and takes the cache slot as a tensor that it advances in place:
+    x = E[tok]·√d_model + PE(next_pos)                       next_pos += [tok ≠ <pad>]
+    K[:, :, pos] ← W_k h,  V[:, :, pos] ← W_v h              (each layer; index_copy_, no host sync)
+    mask_j = key_valid_j ∨ (j = pos),  j ∈ [0, max_len)       softmax(q Kᵀ/√d_k + (−∞ where ¬mask)) V
+    pos ← pos + 1
+An unfilled slot gets weight exp(−∞) = 0, so the attention is the eager one's (same tokens, up to float rounding).
+Every tensor of the state is updated in place and pooled by shape across calls, so a captured graph always sees the
+same addresses. Beam search reorders the buffers in place (the batch is B·k after the expansion). The prefill (the
+source through the encoder, or the prompt) stays eager: it runs once per call.
+`StaticDecoder(model)` implements generation.py's prefill / step / reorder_state protocol for the transformer
+decoders (EncoderDecoder, DecoderLM, PrefixLM); rnn_attn and nar decode eagerly.
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import torch
+
+from .attention import KVCache
+from .transformer import LayerCache
+from .vocab import PAD
+
+MAX_LAYOUTS = 32  # buffer sets kept per model (one per batch size × max_len × source length)
+
+
+@dataclass
+class StaticState:
+    """Decoder state on fixed buffers: per-layer caches (self-attention K/V of max_len slots, cross-attention K/V),
+    which slots hold real keys (N, max_len), the next position id (N,), the next cache slot (1,)."""
+
+    caches: list[LayerCache]
+    key_valid: torch.Tensor
+    next_pos: torch.Tensor
+    pos: torch.Tensor
+    memory_mask: torch.Tensor | None
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor with a batch dimension first (pos, shared by all rows, excluded)."""
+        out = [self.key_valid, self.next_pos] + ([self.memory_mask] if self.memory_mask is not None else [])
+        for c in self.caches:
+            out += [c.self_kv.k, c.self_kv.v, *(c.memory_kv or ())]
+        return out
+
+    def with_tensors(self, tensors: list[torch.Tensor]) -> StaticState:
+        """The same layout on other tensors (in the order of `tensors()`)."""
+        it = iter(tensors)
+        key_valid, next_pos = next(it), next(it)
+        memory_mask = next(it) if self.memory_mask is not None else None
+        caches = [LayerCache(KVCache.of(next(it), next(it)), (next(it), next(it)) if c.memory_kv else None)
+                  for c in self.caches]
+        return StaticState(caches, key_valid, next_pos, self.pos, memory_mask)
+
+
+def static_step(model, tok: torch.Tensor, state: StaticState) -> torch.Tensor:
+    """(N,) previous tokens -> (N, V) next-token logits; advances `state` in place (see the module docstring)."""
+    valid = tok != PAD
+    at = torch.arange(state.key_valid.size(1), device=tok.device) == state.pos  # (max_len,) the slot written now
+    state.key_valid.logical_or_(at & valid[:, None])
+    mask = (state.key_valid | at)[:, None, None, :]  # a pad query (finished row) sees itself only: never all −∞
+    x = model.decoder.embed(tok[:, None], state.next_pos[:, None])
+    state.next_pos.add_(valid.long())
+    for layer, cache in zip(model.decoder.layers, state.caches):
+        x = layer(x, mask, None, state.memory_mask, cache=cache, pos=state.pos)
+    state.pos.add_(1)
+    return model.lm_head(model.decoder.norm(x[:, -1]))
+
+
+class StaticDecoder:
+    """generation.py's incremental-decoder protocol over static buffers; `compile=True` compiles the step
+    (CUDA: mode="reduce-overhead", i.e. CUDA graphs; CPU: inductor's default mode)."""
+
+    def __init__(self, model, compile: bool = False):
+        self._model = weakref.ref(model)  # weak: the per-model registry below must not keep the model alive
+        self.cuda = model.lm_head.weight.is_cuda
+        self._step = static_step
+        if compile:
+            self._step = torch.compile(static_step, mode="reduce-overhead" if self.cuda else None)
+        self._pool: dict[tuple, list[torch.Tensor]] = {}  # buffers by layout, reused across calls
+
+    @property
+    def model(self):
+        return self._model()
+
+    def _adopt(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Copy `tensors` into the pooled buffers of the same shapes (created on first use)."""
+        key = tuple((t.shape, t.dtype) for t in tensors)
+        if key not in self._pool:
+            if len(self._pool) >= MAX_LAYOUTS:  # forget the oldest layout
+                self._pool.pop(next(iter(self._pool)))
+            self._pool[key] = [torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in tensors]
+            if self.cuda:
+                for buf in self._pool[key]:
+                    torch._dynamo.mark_static_address(buf)
+        bufs = self._pool[key]
+        for buf, t in zip(bufs, tensors):
+            buf.copy_(t)
+        return bufs
+
+    def prefill(self, src: torch.Tensor, max_new_tokens: int) -> tuple[torch.Tensor, StaticState]:
+        logits, s = self.model.prefill(src, max_new_tokens)  # eager: the source / prompt, once
+        state = StaticState(s.caches, s.key_valid, s.next_pos, None, s.memory_mask)
+        state = state.with_tensors(self._adopt(state.tensors()))
+        state.pos = self._adopt([torch.tensor([s.pos], device=src.device)])[0]
+        return logits, state
+
+    def step(self, tok: torch.Tensor, state: StaticState) -> torch.Tensor:
+        if self.cuda:
+            torch.compiler.cudagraph_mark_step_begin()
+        return self._step(self.model, tok, state)
+
+    def reorder_state(self, state: StaticState, index: torch.Tensor) -> None:
+        """Row i becomes old row index[i] (beam search): in place, or into pooled buffers when the batch size
+        changes (the expansion to B·k, once per call)."""
+        tensors = state.tensors()
+        if index.numel() == tensors[0].size(0):
+            for t in tensors:
+                t.copy_(t.index_select(0, index))
+            return
+        new = state.with_tensors(self._adopt([t.index_select(0, index) for t in tensors]))
+        state.caches, state.key_valid, state.next_pos, state.memory_mask = (
+            new.caches, new.key_valid, new.next_pos, new.memory_mask)
+
+
+_decoders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def static_decoder(model, compile: bool = False) -> StaticDecoder:
+    """The model's StaticDecoder (one per model and compile flag, so compiled graphs and buffers are reused)."""
+    per_model = _decoders.setdefault(model, {})
+    if compile not in per_model:
+        per_model[compile] = StaticDecoder(model, compile)
+    return per_model[compile]
+
+
+def supports_static(model) -> bool:
+    """True for the transformer decoders (a `decoder` Stack with KV caches); rnn_attn and nar decode eagerly."""
+    return hasattr(model, "decode_tokens")
