@@ -127,6 +127,14 @@ class LoggerConfig:
 
 
 @dataclass
+class GpuConfig:  # conf/gpu/<type>.yaml: where a SLURM job asking for this GPU type runs (hydra/launcher=slurm)
+    name: str = MISSING
+    partition: Optional[str] = None
+    gres: Optional[str] = None
+    constraint: Optional[str] = None
+
+
+@dataclass
 class RunConfig:
     arch: ArchConfig = MISSING
     task: TaskConfig = MISSING
@@ -141,6 +149,7 @@ class RunConfig:
     threads: Optional[int] = None  # torch CPU threads (None: torch's default)
     samples: int = 5  # decoded test examples printed and logged
     results_file: str = "results.json"
+    gpu: Optional[GpuConfig] = None  # requested GPU type (SLURM sweeps); None: wherever the launcher sends it
 
 
 def register() -> None:

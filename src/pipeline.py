@@ -16,6 +16,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from .benchmark import inference_report
+from .cluster import cluster_info
 from .config import ConfigError, RunConfig
 from .data.datamodule import FIELDS, TextDataModule
 from .data.tokenizer import train_tokenizer
@@ -152,6 +153,12 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
         "artifacts": {"attention_heatmap": heatmap.name if heatmap else None},
         "config": config,
     }
+    record["cluster"] = cluster_info(cfg, trainer.world_size)  # issue 10: SLURM job, node, requested GPU type
+    # issue 10 (DDP): tokens over all ranks; only rank 0 writes results / summary (checkpoints and loggers already are)
+    record["train"]["tokens"] = int(trainer.strategy.reduce(torch.tensor(float(module.train_tokens)), reduce_op="sum"))
+    record["train"]["tokens_per_s"] = record["train"]["tokens"] / clock.seconds if clock.seconds else None
+    if not trainer.is_global_zero:
+        return record
     if spec.task.name == "lm":
         from .data.synthetic import lm_perplexity_floor
 
