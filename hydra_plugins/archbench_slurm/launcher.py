@@ -48,10 +48,33 @@ def partition_nodes(partition: Optional[str]) -> Optional[int]:
     return sum(int(n) for n in out) if out else None
 
 
+def requeue_if_interrupted(sweep_dir: Path, job_num: int) -> None:
+    """`scontrol requeue` this job if its run dir's status.json says `interrupted` (rank 0 only)."""
+    import json
+    import os
+
+    if os.environ.get("SLURM_PROCID", "0") != "0" or "SLURM_JOB_ID" not in os.environ:
+        return
+    for status in sweep_dir.glob(f"{job_num}_*/status.json"):
+        if json.loads(status.read_text()).get("state") == "interrupted":
+            array = os.environ.get("SLURM_ARRAY_JOB_ID")
+            job = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ["SLURM_JOB_ID"]
+            log.info(f"run {status.parent} interrupted: requeueing job {job}")
+            subprocess.run(["scontrol", "requeue", job], check=False)
+
+
 class GpuTypeSlurmLauncher(SlurmLauncher):
     def __init__(self, wait: bool = True, **params: Any) -> None:
         super().__init__(**params)
         self.wait = wait
+
+    def __call__(self, sweep_overrides, job_dir_key, job_num, job_id, singleton_state) -> JobReturn:
+        """Run one member in its SLURM job; requeue the job when the run stopped `interrupted` (signal: checkpoint,
+        exit). The requeued job re-runs the same member into the same run dir, where the pipeline resumes."""
+        try:
+            return super().__call__(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)
+        finally:
+            requeue_if_interrupted(Path(str(self.config.hydra.sweep.dir)), job_num)
 
     def check_sweep(self, job_overrides: Sequence[Sequence[str]]) -> list:
         """Compose and validate every member; the resources of each (None: launcher defaults). Exit 2 if any is bad."""
