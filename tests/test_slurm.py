@@ -4,6 +4,7 @@ failures recorded per member, submit-and-exit, 2-node DDP, and resume after USR1
 One cluster per test session (started once, every daemon stopped at the end even when a test fails). Skipped only
 when the SLURM binaries are absent (CI installs them: slurm/install.sh).
 """
+import csv
 import json
 import os
 import shutil
@@ -145,8 +146,8 @@ def _interrupted_run(cluster, tmp_path, interrupt):
 
 def _assert_resumed(record, run_dir):
     assert record["train"]["steps"] == 60 and record["train"]["segments"] >= 2
-    steps = [int(row.split(",")[-1]) for row in (run_dir / "csv/metrics.csv").read_text().splitlines()[1:]
-             if row.split(",")[-1].isdigit()]
+    with open(run_dir / "csv/metrics.csv") as f:
+        steps = [int(row["step"]) for row in csv.DictReader(f) if row.get("step")]
     assert steps == sorted(steps) and steps[-1] >= 59  # appended, continuous
 
 
@@ -154,7 +155,8 @@ def _assert_resumed(record, run_dir):
 @pytest.mark.parametrize("how", ["USR1", "USR2", "requeue"])
 def test_preempted_run_resumes_in_the_same_run_dir(cluster, tmp_path, how):
     def interrupt(job):
-        cmd = ["scontrol", "requeue", job] if how == "requeue" else ["scancel", "-b", "-s", how, job]
+        # scancel -s: to the job steps, as SLURM does on preemption; scontrol requeue: no warning beyond SIGTERM
+        cmd = ["scontrol", "requeue", job] if how == "requeue" else ["scancel", "-s", how, job]
         subprocess.run(cmd, env=cluster, check=True)
 
     record, status, run_dir = _interrupted_run(cluster, tmp_path, interrupt)

@@ -13,9 +13,10 @@ import logging
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
@@ -39,7 +40,7 @@ ConfigStore.instance().store(group="hydra/launcher", name="archbench_slurm", nod
                              provider="archbench")
 
 
-def partition_nodes(partition: Optional[str]) -> Optional[int]:
+def partition_nodes(partition: str | None) -> int | None:
     """Number of nodes in a SLURM partition (None when sinfo is absent or does not know it)."""
     if not shutil.which("sinfo"):
         return None
@@ -118,7 +119,6 @@ class GpuTypeSlurmLauncher(SlurmLauncher):
                               f" must equal hydra.launcher.nodes={nodes} tasks_per_node={tasks} (use trainer=ddp)")
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        import submitit
 
         assert self.config is not None and len(job_overrides) > 0
         resources = self.check_sweep(job_overrides)
