@@ -122,7 +122,7 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
     bench_s = time.perf_counter() - t
 
     heatmap = None
-    if spec.task.name == "translation":
+    if spec.task.name == "translation" and trainer.is_global_zero:  # issue 10 (DDP): rank 0 writes files
         from .plots import attention_heatmaps
         from .tasks.translation import attention_examples
 
