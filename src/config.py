@@ -161,6 +161,14 @@ class LoggerConfig:
 
 
 @dataclass
+class GpuConfig:  # conf/gpu/<type>.yaml: where a SLURM job asking for this GPU type runs (hydra/launcher=slurm)
+    name: str = MISSING
+    partition: Optional[str] = None
+    gres: Optional[str] = None
+    constraint: Optional[str] = None
+
+
+@dataclass
 class RunConfig:
     arch: ArchConfig = MISSING
     task: TaskConfig = MISSING
@@ -178,6 +186,7 @@ class RunConfig:
     checkpoint_every_n_steps: int = 250  # periodic last.ckpt, so a kill without warning loses little (0: off)
     progress_every_s: float = 15.0  # one progress line in the log this often
     results_file: str = "results.json"
+    gpu: Optional[GpuConfig] = None  # requested GPU type (SLURM sweeps); None: wherever the launcher sends it
 
 
 def register() -> None:

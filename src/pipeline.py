@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .benchmark import inference_report
 from .callbacks import DivergenceGuard, Diverged, GracefulStop, Interrupted, MetricHistory, ProgressLog, TrainClock
+from .cluster import cluster_info
 from .config import ConfigError, RunConfig
 from .data.build import build_datamodule
 from .fastpaths import compile_model, set_threads, warn_if_slow_bf16
@@ -113,10 +114,12 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
         inference = inference_report(module, spec.bench)
         bench_s = time.perf_counter() - t
         stop.check()
-        heatmap = save_heatmap(module, spec, rd.path)
+        heatmap = save_heatmap(module, spec, rd.path) if trainer.is_global_zero else None  # DDP: rank 0 writes
         record = make_record(cfg, spec, config, key, module, model, trainer, clock, history, metrics, inference,
                              heatmap, device, {"setup": setup_s, "fit": fit_s, "test": test_s, "bench": bench_s})
         record["wall_seconds"]["total"] = time.perf_counter() - started
+        if not trainer.is_global_zero:
+            return record
         write_results(rd.results, record)
     except BaseException as e:
         _record_failure(e, rd, trainer, logger, stop)
@@ -247,6 +250,12 @@ def make_record(cfg, spec, config, key, module, model, trainer, clock, history, 
         "artifacts": {"attention_heatmap": heatmap.name if heatmap else None},
         "config": config,
     }
+    record["cluster"] = cluster_info(cfg, trainer.world_size)  # issue 10: SLURM job, node, requested GPU type
+    # issue 10 (DDP): tokens over all ranks; only rank 0 writes results / summary (checkpoints and loggers already are)
+    record["train"]["tokens"] = int(trainer.strategy.reduce(torch.tensor(float(module.train_tokens)), reduce_op="sum"))
+    record["train"]["tokens_per_s"] = record["train"]["tokens"] / clock.seconds if clock.seconds else None
+    if not trainer.is_global_zero:
+        return record
     if spec.task.name == "lm" and spec.data.name == "synthetic":
         from .data.synthetic import lm_perplexity_floor
 

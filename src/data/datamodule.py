@@ -53,10 +53,18 @@ class BucketBatchSampler(Sampler[list[int]]):
             chunk = sorted(order[i : i + step], key=self.lengths.__getitem__)
             batches += [chunk[j : j + self.batch_size] for j in range(0, len(chunk), self.batch_size)]
         rng.shuffle(batches)
-        return batches
+        rank, world = _rank_and_world()  # DDP (trainer=ddp): each rank takes every world-th batch, same count on all
+        return batches[rank : len(batches) // world * world : world]
 
     def __len__(self):
-        return -(-len(self.lengths) // self.batch_size)
+        n = -(-len(self.lengths) // self.batch_size)
+        return n // _rank_and_world()[1] if self.shuffle else n
+
+
+def _rank_and_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
 
 
 def pad(seqs: list[list[int]]) -> torch.Tensor:
