@@ -10,7 +10,7 @@ from collections import defaultdict
 
 from ..config import ConfigError
 
-KEYS = ("arch", "task", "data", "size", "device", "decode")
+KEYS = ("arch", "task", "data", "size", "device", "decode", "arch_params")
 
 
 def _get(d, *path):
@@ -33,7 +33,8 @@ def config_of(record: dict) -> dict:
     return {"arch": record.get("arch"), "task": record.get("task"), "data": record.get("data"),
             "size": record.get("size"),
             "device": _get(record, "cluster", "gpu_type") or record.get("device") or "?",
-            "decode": decode_label(record.get("decode"))}
+            "decode": decode_label(record.get("decode")),
+            "arch_params": decode_label({"method": "", **(_get(record, "config", "arch", "params") or {})}).strip("()")}
 
 
 def mean_std(values) -> tuple[float | None, float | None, int]:
@@ -72,6 +73,11 @@ def aggregate(records: list[dict]) -> list[dict]:
             mean, std, _ = mean_std(measures(m).get(name) for m in members)
             row[f"{name}_mean"], row[f"{name}_std"] = mean, std
         rows.append(row)
+    for arch in {r["arch"] for r in rows}:  # same arch name, different arch.params: name the difference
+        if len({r["arch_params"] for r in rows if r["arch"] == arch}) > 1:
+            for r in rows:
+                if r["arch"] == arch:
+                    r["arch"] = f"{arch}({r['arch_params']})"
     return sorted(rows, key=lambda r: tuple(str(r[k]) for k in KEYS))
 
 
