@@ -148,8 +148,9 @@ def print_table(result: dict) -> None:
 
     rows, measures = result["rows"], table_columns(result["rows"])
     table = Table(title="archbench sweep report (mean ± std over seeds)")
+    headline = rows[0]["headline"] if rows and len({r["headline"] for r in rows}) == 1 else "metric"
     for col in ("arch", "task", "data", "size", "device", "decode", "n", *measures):
-        table.add_column(col, justify="right" if col not in ("arch", "task", "data", "size", "device", "decode") else "left")
+        table.add_column(headline if col == "metric" else col, justify="right" if col not in ("arch", "task", "data", "size", "device", "decode") else "left")
     for r in rows:
         table.add_row(*[str(r[k]) for k in ("arch", "task", "data", "size", "device", "decode", "n")],
                       *[fmt(r.get(f"{m}_mean"), r.get(f"{m}_std")) for m in measures])
