@@ -23,7 +23,7 @@ ARCHS = ("encdec", "nar", "rnn_attn")
 
 def tree_hashes(root: Path) -> dict:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and "report" not in p.relative_to(root).parts}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.relative_to(root).parts[0] != "report"}
 
 
 def report_cli(*args, tmp_home):

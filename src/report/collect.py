@@ -13,7 +13,7 @@ from pathlib import Path
 from ..config import ConfigError
 
 MARKERS = ("results.json", "status.json", ".hydra")
-SKIP = {"report", "wandb", "checkpoints", "csv", ".hydra"}
+SKIP = {"report", "wandb", "checkpoints", "csv", ".hydra", ".submitit"}
 
 
 @dataclass

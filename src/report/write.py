@@ -72,6 +72,10 @@ def write_report(members: list[Member], out: Path, buckets) -> dict:
     records = [m.record for m in members if m.record]
     rows = aggregate(records)
     notes, plot_paths = [], {}
+    for r in rows:
+        if len(set(map(str, r["seeds"]))) < r["n"]:
+            notes.append(f"{r['arch']} {r['size']} {r['decode']}: {r['n']} members with seeds {r['seeds']}: a seed "
+                         "repeats (the same configuration run twice?); they are averaged as if independent")
     metric = rows[0]["headline"] if rows and len({r["headline"] for r in rows}) == 1 else "headline metric"
 
     if rows:
@@ -118,14 +122,17 @@ def write_report(members: list[Member], out: Path, buckets) -> dict:
 
 def markdown(result: dict, members: list[Member]) -> str:
     rows, measures = result["rows"], table_columns(result["rows"])
+    mixed = len({r["headline"] for r in rows}) > 1  # e.g. a translation and an lm sweep in one report
     head = ["arch", "task", "data", "size", "device", "decode", "n"] + [
-        (rows[0]["headline"] if m == "metric" and rows else m) for m in measures]
+        (("headline metric" if mixed else rows[0]["headline"]) if m == "metric" and rows else m) for m in measures]
     lines = ["# Sweep report", "", f"{len(members)} members: {len(members) - len(result['failed'])} finished, "
              f"{len(result['failed'])} not. Values are mean ± sample std (n-1) over seeds; n = seed count.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [str(r[k]) for k in ("arch", "task", "data", "size", "device", "decode", "n")]
-        lines.append("| " + " | ".join(cells + [fmt(r.get(f"{m}_mean"), r.get(f"{m}_std")) for m in measures]) + " |")
+        values = [(f"{r['headline']}: " if m == "metric" and mixed else "") + fmt(r.get(f"{m}_mean"), r.get(f"{m}_std"))
+                  for m in measures]
+        lines.append("| " + " | ".join(cells + values) + " |")
     if result["failed"]:
         lines += ["", "## Members without results", "", "| run | state | error |", "|---|---|---|"]
         lines += [f"| {m.where} | {m.state} | {(m.error or '').replace('|', '/').splitlines()[0] if m.error else ''} |"
