@@ -17,7 +17,7 @@ TABLE_MEASURES = ("metric", "params", "train_tokens_per_s")
 def fmt(mean, std=None) -> str:
     if mean is None:
         return "—"
-    text = f"{mean:.4g}" if abs(mean) < 1e5 else f"{mean:,.0f}"
+    text = f"{mean:.4g}" if abs(mean) < 1000 else f"{mean:,.0f}"
     return text + (f" ± {std:.2g}" if std is not None else "")
 
 
