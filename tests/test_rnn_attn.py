@@ -126,3 +126,30 @@ def test_invalid_choices():
         RNNAttention(V, 16, 1, cell="rnn")
     with pytest.raises(ValueError, match="bahdanau, dot, general"):
         RNNAttention(V, 16, 1, attention="concat")
+
+
+def test_no_attention_reads_the_source_only_through_the_final_state():
+    """attention=none (Sutskever et al. 2014): the per-position encoder outputs (enc_proj) never reach the output."""
+    src, tgt = padded_batch()
+    for attention, changes in (("none", False), ("bahdanau", True)):
+        model = make_model("gru", attention)
+        with torch.no_grad():
+            before = model(src, tgt)
+            model.enc_proj.weight.normal_()  # perturb h_s = W_p[→h; ←h]; the final-state bridge W_i is untouched
+            after = model(src, tgt)
+        assert (not torch.allclose(before, after)) == changes, attention
+    assert not make_model("gru", "none").attends
+
+
+def test_no_attention_overfits_a_tiny_batch():
+    torch.manual_seed(0)
+    model = make_model("gru", "none", dropout=0.0).train()
+    src, tgt = padded_batch()
+    labels = torch.cat([tgt[:, 1:], torch.full((3, 1), EOS)], 1).masked_fill(tgt == PAD, PAD)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = F.cross_entropy(model(src, tgt).flatten(0, 1), labels.flatten(), ignore_index=PAD)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05

@@ -11,6 +11,9 @@ The decoder follows Luong's recipe; the Bahdanau (additive) score is one choice 
   score     bahdanau: vᵀ tanh(W₁h_s + W₂h_t)   dot: h_tᵀh_s   general: h_tᵀ W h_s      (pad positions -> -inf)
   attention a_t = softmax_s(score(h_t, h_s)),  c_t = Σ_s a_ts h_s
   output    h̃_t = tanh(W_c [c_t; h_t]),  logits = W_o h̃_t
+  none      c_t = s_0 of the top layer for every t          the fixed context vector of Sutskever, Vinyals & Le 2014
+            ("Sequence to Sequence Learning with Neural Networks") / Cho et al. 2014: the decoder sees the source only
+            through the final encoder states, never the per-position outputs h_s (no attention, no heatmap)
 The same `_step` serves teacher forcing (forward) and incremental decoding (prefill / step / reorder_state).
 """
 from __future__ import annotations
@@ -24,7 +27,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from .vocab import BOS, PAD
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
-SCORES = ("bahdanau", "dot", "general")
+SCORES = ("bahdanau", "dot", "general", "none")
 
 
 class Attention(nn.Module):
@@ -48,6 +51,8 @@ class Attention(nn.Module):
 
     def forward(self, h: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor):
         """h (B, D) query, mask (B, S) True at real source tokens -> context (B, D), weights (B, S)."""
+        if self.kind == "none":  # memory is the single fixed summary slot (B, 1, D)
+            return memory[:, 0], mask.float()
         if self.kind == "bahdanau":
             scores = self.v(torch.tanh(keys + self.w2(h)[:, None])).squeeze(-1)  # vᵀ tanh(W₁h_s + W₂h_t)
         else:
@@ -94,6 +99,7 @@ class RNNAttention(nn.Module):
         self.init_c = nn.Linear(2 * d_model, d_model) if self.is_lstm else None
         self.decoder = rnn(2 * d_model, d_model, n_layers, batch_first=True, dropout=inter)
         self.attn = Attention(d_model, attention)
+        self.attends = attention != "none"  # no cross-attention weights to draw
         self.combine = nn.Linear(2 * d_model, d_model, bias=False)  # W_c
         self.lm_head = nn.Linear(d_model, vocab_size)  # W_o
 
@@ -112,8 +118,11 @@ class RNNAttention(nn.Module):
             return torch.tanh(proj(x.view(-1, 2, b, x.size(-1)).transpose(1, 2).flatten(-2)))
 
         h, c = final if self.is_lstm else (final, None)
+        h = bridge(h, self.init_h)
+        if not self.attends:  # one memory slot: the final-state summary c = s_0 (top layer), the same at every step
+            memory, mask = h[-1][:, None], mask[:, :1]
         return RNNState(
-            h=bridge(h, self.init_h),
+            h=h,
             c=bridge(c, self.init_c) if self.is_lstm else None,
             feed=memory.new_zeros(b, memory.size(-1)),
             memory=memory,

@@ -112,7 +112,7 @@ def attention_examples(module: TranslationModule, n: int = 3, min_len: int = 5) 
     """(source tokens, output tokens, cross-attention (T, S)) for n test sentences, on the model's own output.
     Empty for models without cross-attention (the decoder-only prefix-LM)."""
     model, dm = module.model, module.dm
-    if not hasattr(model, "cross_attention"):
+    if not hasattr(model, "cross_attention") or not getattr(model, "attends", True):
         return []
     rows = [r for r in dm.splits["test"] if len(r["src_ids"]) >= min_len][:n]
     if not rows:

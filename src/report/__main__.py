@@ -1,0 +1,58 @@
+"""`python -m src.report <sweep dir | run dirs ...> [--out DIR]`: compare a sweep's runs (see src/report/write.py)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..config import ConfigError
+
+
+def default_out(paths: list[Path]) -> Path:
+    """<sweep dir>/report; for run dirs given one by one, report/ beside them (never inside a run dir)."""
+    from .collect import _is_run_dir
+
+    paths = [p.resolve() for p in paths]
+    base = paths[0] if len(paths) == 1 else Path(__import__("os").path.commonpath(paths))
+    while _is_run_dir(base):
+        base = base.parent
+    return base / "report"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m src.report", description=__doc__)
+    parser.add_argument("paths", nargs="*", type=Path, help="sweep dirs (multirun/<date>/<time>) or run dirs")
+    parser.add_argument("--out", type=Path, help="where to write (default <sweep dir>/report)")
+    parser.add_argument("--buckets", default="0-10,10-20,20-30,30+", help="source-length buckets in words")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="collect the runs of a W&B project (needs login)")
+    parser.add_argument("--group", help="the W&B group to collect / to log the report run into")
+    parser.add_argument("--no-wandb-log", action="store_true", help="do not log the report as a W&B run")
+    args = parser.parse_args(argv)
+    try:
+        from .aggregate import parse_buckets
+        from .collect import collect, collect_wandb
+        from .write import log_to_wandb, print_table, write_report
+
+        buckets = parse_buckets(args.buckets)
+        if not args.paths and not args.wandb:
+            raise ConfigError("give a sweep dir, run dirs, or --wandb entity/project")
+        if args.wandb and not args.out:
+            raise ConfigError("--wandb needs --out DIR (there is no local sweep dir to write into)")
+        members = collect(args.paths) if args.paths else []
+        if args.wandb:
+            members += collect_wandb(args.wandb, args.group)
+        out = (args.out or default_out(args.paths)).resolve()
+        result = write_report(members, out, buckets)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print_table(result)
+    if not args.no_wandb_log:
+        run_dir = log_to_wandb(result, members, out, args.group)
+        print(f"W&B report run: {run_dir}")
+    print(f"report: {out / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

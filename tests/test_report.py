@@ -1,0 +1,142 @@
+"""`python -m src.report` on a real small multirun (3 archs x 2 seeds, debug=fast) plus a failed member."""
+import csv
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import pytest
+
+from src.report.aggregate import aggregate, bleu_by_length, crossover, parse_buckets
+from src.report.collect import collect
+
+from .conftest import ROOT
+from .test_wandb import inspect
+
+ARCHS = ("encdec", "nar", "rnn_attn")
+
+
+def tree_hashes(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.relative_to(root).parts[0] != "report"}
+
+
+def report_cli(*args, tmp_home):
+    env = {**os.environ, "WANDB_API_KEY": "", "NETRC": str(tmp_home / "no-netrc"), "OMP_NUM_THREADS": "1"}
+    env.pop("WANDB_MODE", None)  # offline must be the default without a login
+    return subprocess.run([sys.executable, "-m", "src.report", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """A real multirun, one member that failed (status.json, no results), then the report over it."""
+    root = tmp_path_factory.mktemp("sweep")
+    sweep_dir = root / "multirun"
+    done = subprocess.run([sys.executable, "-m", "src.run", "-m", f"arch={','.join(ARCHS)}", "seed=0,1", "debug=fast",
+                           "logger=csv", "threads=1", f"hydra.sweep.dir={sweep_dir}"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    failed = sweep_dir / "6_rnn_attn_translation_small_s2"
+    failed.mkdir()
+    (failed / "status.json").write_text(json.dumps({"state": "failed", "error": "RuntimeError: CUDA out of memory",
+                                                    "step": 3, "updated": "2026-01-01T00:00:00"}))
+    before = tree_hashes(sweep_dir)
+    out = report_cli(sweep_dir, tmp_home=root)
+    return {"dir": sweep_dir, "before": before, "out": out, "report": sweep_dir / "report"}
+
+
+def test_report_runs_and_never_touches_the_run_dirs(sweep):
+    assert sweep["out"].returncode == 0, sweep["out"].stderr[-2000:]
+    assert tree_hashes(sweep["dir"]) == sweep["before"]
+
+
+def test_one_row_per_configuration_with_mean_and_std_over_seeds(sweep):
+    rows = list(csv.DictReader((sweep["report"] / "report.csv").open()))
+    assert sorted(r["arch"] for r in rows) == sorted(ARCHS)
+    for row in rows:
+        records = [json.loads(p.read_text()) for p in sweep["dir"].glob(f"*_{row['arch']}_*/results.json")]
+        assert int(row["n"]) == len(records) == 2 and row["seeds"] == "0 1"
+        for name, values in {"train_tokens_per_s": [r["train"]["tokens_per_s"] for r in records],
+                             "decode/latency_ms": [r["inference"]["decode"]["latency_ms_batch1"] for r in records],
+                             "metric": [r["metrics"][r["headline_metric"]] for r in records]}.items():
+            assert float(row[f"{name}_mean"]) == pytest.approx(sum(values) / 2)
+            assert float(row[f"{name}_std"]) == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)  # n-1 std
+    assert "decode_pass1/latency_ms_mean" in rows[0]  # the NAR single-pass variant has its own columns
+
+
+def test_failed_member_is_listed(sweep):
+    md = (sweep["report"] / "report.md").read_text()
+    assert "6_rnn_attn_translation_small_s2" in md and "CUDA out of memory" in md and "failed" in md
+    assert "CUDA out of memory" in sweep["out"].stdout
+    assert "AR vs NAR over batch sizes: skipped" in md  # today's schema-1 records have no by_batch rows
+
+
+def test_plots_are_images_of_the_report_size(sweep):
+    for name in ("quality_vs_throughput", "throughput_by_device", "training_curves"):
+        image = mpimg.imread(sweep["report"] / f"{name}.png")
+        assert image.shape[:2] == (450, 700), name
+        assert image.std() > 0.01, name  # not a blank canvas
+        assert f"({name}.png)" in (sweep["report"] / "report.md").read_text()
+
+
+def test_wandb_report_run_reads_back_offline(sweep):
+    [run_dir] = list((sweep["report"] / "wandb").glob("offline-run-*"))
+    summary = json.loads(inspect(run_dir, "--summary"))
+    assert summary["state"] == "finished"
+    assert summary["summary"]["configurations"] == 3 and summary["summary"]["failed"] == 1
+    assert summary["summary"]["members"] == 7
+    assert summary["summary"]["plots/training_curves"]["_type"] == "image-file"
+
+
+def test_mixed_schema_and_missing_fields_are_reported_not_a_crash(sweep, tmp_path):
+    for i, member in enumerate(sorted(sweep["dir"].glob("0_*"))):
+        shutil.copytree(member, tmp_path / f"old{i}")
+        record = json.loads((member / "results.json").read_text())
+        for key in ("train", "inference", "params", "config", "schema"):
+            record.pop(key)
+        (tmp_path / f"old{i}" / "results.json").unlink()
+        (tmp_path / f"old{i}" / "results.json").write_text(json.dumps(record))
+    (tmp_path / "running").mkdir()
+    (tmp_path / "running" / ".hydra").mkdir()
+    out = report_cli(tmp_path, "--no-wandb-log", tmp_home=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "no results.json" in (tmp_path / "report" / "report.md").read_text()
+    [row] = aggregate([m.record for m in collect([tmp_path]) if m.record])
+    assert row["params_mean"] is None and row["n"] == 1
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path):
+    for args, word in (([tmp_path / "nope"], "not a directory"), ([tmp_path, "--buckets", "0-x"], "0-x"),
+                       (["--wandb", "me/proj", "--out", tmp_path], "login")):
+        out = report_cli(*args, tmp_home=tmp_path)
+        assert out.returncode == 2 and out.stderr.startswith("error: ") and word in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_bleu_per_source_length_bucket():
+    rows = [{"variant": "", "source": "a b c", "reference": "the cat sat on the mat", "hypothesis": "the cat sat on the mat"},
+            {"variant": "", "source": " ".join(["w"] * 12), "reference": "the cat sat on the mat",
+             "hypothesis": "a dog stood under one rug"},
+            {"variant": "pass1/", "source": "a b", "reference": "the cat sat on the mat", "hypothesis": "the cat sat on the mat"}]
+    got = bleu_by_length(rows, parse_buckets("0-10,10-20,20+"))
+    assert got[""]["0-10"] == {"bleu": pytest.approx(100.0), "n": 1}
+    assert got[""]["10-20"]["bleu"] == pytest.approx(0.0) and "20+" not in got[""]
+    assert list(got["pass1/"]) == ["0-10"]
+    assert parse_buckets("0-10,30+") == [(0, 10), (30, None)]
+
+
+def test_crossover_finder():
+    sizes = [1, 8, 32, 128]
+    x = crossover(sizes, ar_latency=[10, 10, 10, 10], nar_latency=[2, 6, 12, 30])
+    assert x["status"] == "crosses" and x["first_loss"] == 32
+    assert 8 < x["batch_size"] < 32 and x["batch_size"] == pytest.approx(2 ** (3 + 2 * 4 / 6))  # log2-linear
+    assert crossover(sizes, [10] * 4, [11, 12, 20, 40]) == {"status": "nar_never_wins", "batch_size": None, "first_loss": 1}
+    assert crossover(sizes, [10] * 4, [1, 2, 3, 4])["status"] == "nar_always_wins"
+    assert crossover([32, 1, 8], [10, 10, 10], [12, 2, 6])["first_loss"] == 32  # order of the input does not matter
+    assert crossover([], [], [])["status"] == "no_data"
