@@ -120,13 +120,13 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
         record["wall_seconds"]["total"] = time.perf_counter() - started
         if not trainer.is_global_zero:
             return record
+        rd.set_status("finished", step=trainer.global_step)  # before results.json: a reader that sees it sees both
         write_results(rd.results, record)
     except BaseException as e:
         _record_failure(e, rd, trainer, logger, stop)
         raise
     finally:
         stop.uninstall()
-    rd.set_status("finished", step=trainer.global_step)
     _finish_logger(logger, record, heatmap)
     print_summary(record, rd.results, logger)
     return record
@@ -167,7 +167,7 @@ def build_module(cfg: DictConfig, spec: RunConfig, dm):
 def build_trainer(cfg: DictConfig, spec: RunConfig, rd: RunDir, logger, callbacks: list) -> L.Trainer:
     """Lightning Trainer with the run's callbacks: periodic checkpoints (last.ckpt only: each save supersedes the
     previous one), divergence guard, and progress: rich bar on a terminal, one-line progress logs always."""
-    kwargs = OmegaConf.to_container(cfg.trainer)
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     interactive = sys.stdout.isatty()
     kwargs.setdefault("enable_progress_bar", interactive)
     callbacks = [*callbacks, DivergenceGuard(spec.optim.divergence_patience), ProgressLog(spec.progress_every_s),

@@ -184,3 +184,45 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
              if r.split(",")[rows[0].split(",").index("step")]]
     assert rows[0].startswith(("epoch", "step", "test", "train", "val"))  # one header: appended, not overwritten
     assert min(steps) < cut_at <= max(steps)  # the CSV holds both segments
+
+
+def test_a_resumed_run_continues_the_same_wandb_run(tmp_path):
+    """Both segments log to one W&B run id (kept in status.json), and the history steps continue, never restart."""
+    overrides = (*LONG[1:], "logger=wandb")
+    proc = start_run(tmp_path, *overrides)
+    wait_for_training(tmp_path, proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    cut_at = json.loads((tmp_path / "status.json").read_text())["step"]
+    assert run_cli(*overrides, f"hydra.run.dir={tmp_path}", timeout=600).returncode == 0
+    first, second = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    wandb_id = json.loads((tmp_path / "status.json").read_text())["wandb_id"]
+    assert first.name.endswith(wandb_id) and second.name.endswith(wandb_id)
+
+    def steps(run_dir):
+        """Every logged trainer/global_step of the run's history records."""
+        out = subprocess.run(["wandb", "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True,
+                             check=True).stdout
+        found = []
+
+        def walk(obj, history):
+            if isinstance(obj, dict):
+                history = history or obj.get("type") == "history"
+                for k, v in obj.items():
+                    if k == "trainer/global_step" and history and isinstance(v, (int, float)):
+                        found.append(v)
+                    walk(v, history)
+            elif isinstance(obj, list):
+                for v in obj:
+                    walk(v, history)
+
+        for line in out.splitlines():
+            if line.strip():
+                walk(json.loads(line), False)
+        return found
+
+    a, b = steps(first), steps(second)
+    assert a and b and max(a) < min(b) and max(b) >= 399  # continuous: segment 2 picks up where segment 1 stopped
+    summary = json.loads(subprocess.run(["wandb", "leet", "inspect", "--json", "--summary", str(second)],
+                                        capture_output=True, text=True, check=True).stdout)
+    assert summary["state"] == "finished" and max(a) <= cut_at

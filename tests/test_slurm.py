@@ -128,7 +128,7 @@ def test_multi_node_request_on_a_one_node_partition_is_refused(cluster, tmp_path
 def _interrupted_run(cluster, tmp_path, interrupt):
     """A run long enough to interrupt once it has a checkpoint; returns its results.json and status.json."""
     queued = multirun(cluster, tmp_path, "hydra.launcher.wait=false", "arch=encdec", *FAST, "trainer.max_steps=60",
-                      "checkpoint.every_n_steps=10", "trainer.val_check_interval=20")
+                      "checkpoint_every_n_steps=10", "trainer.val_check_interval=20")
     assert queued.returncode == 0, queued.stderr[-2000:]
     (job,) = [line.split(": ")[1].split()[0] for line in queued.stdout.splitlines() if line.startswith("queued")]
     deadline = time.time() + 120

@@ -82,6 +82,7 @@ class TextDataModule(L.LightningDataModule):
         super().__init__()
         self.task, self.raw, self.tokenizer, self.bos_eos = task, raw, tokenizer, bos_eos
         self.batch_size, self.eval_batch_size, self.max_length, self.seed = batch_size, eval_batch_size, max_length, seed
+        self._check_splits(raw)
         self.splits = dict(splits) if splits is not None else {name: self._encode(ds) for name, ds in raw.items()}
         for name, ds in self.splits.items():
             for field in FIELDS[task]:
@@ -89,7 +90,7 @@ class TextDataModule(L.LightningDataModule):
                 if n:
                     log.warning("%s: %d %s sequences truncated to data.max_length=%d tokens%s", name, n, field,
                                 max_length, " (references stay raw)" if task == "translation" else "")
-        self._check_splits()
+        self._check_splits(self.splits)
 
     @property
     def vocab_size(self) -> int:
@@ -114,15 +115,15 @@ class TextDataModule(L.LightningDataModule):
 
         return ds.map(encode, batched=True, with_indices=True, remove_columns=[f for f in FIELDS[self.task]])
 
-    def _check_splits(self) -> None:
+    def _check_splits(self, splits) -> None:
         """An empty split, or one whose examples are all empty after tokenisation, is bad data: stop before training."""
         from ..config import ConfigError
 
-        for name, ds in self.splits.items():
+        for name, ds in splits.items():
             if len(ds) == 0:
                 raise ConfigError(f"data split {name!r} is empty; every task needs train, validation and test examples")
             key = "src_ids" if self.task == "translation" else "text_ids"
-            if self.task != "lm" and not any(len(x) for x in ds[key]):
+            if self.task != "lm" and key in ds.column_names and not any(len(x) for x in ds[key]):
                 raise ConfigError(f"data split {name!r}: all {len(ds)} examples are empty after tokenisation")
 
     def collate(self, rows: list[dict]) -> dict[str, torch.Tensor]:
