@@ -21,8 +21,6 @@ pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm"),
               pytest.mark.skipif(not all(shutil.which(b) for b in ("slurmctld", "slurmd", "slurmdbd", "munged", "mysqld")),
                                  reason="SLURM binaries absent: install them with slurm/install.sh (root, Debian 12)")]
 FAST = ("debug=fast", "logger=csv")
-HAS_RESUME = (ROOT / "src" / "run_dir.py").exists()
-needs_resume = pytest.mark.skipif(not HAS_RESUME, reason="waits for the lead's resume (src/run_dir.py, issue 6)")
 
 
 @pytest.fixture(scope="session")
@@ -94,9 +92,8 @@ def test_a_failing_member_is_recorded_while_the_others_complete(cluster, tmp_pat
     dirs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(dirs) == 2
     assert (dirs[0] / "results.json").exists() and not (dirs[1] / "results.json").exists()
-    if HAS_RESUME:  # the lead's pipeline writes status.json (issue 6)
-        status = json.loads((dirs[1] / "status.json").read_text())
-        assert status["state"] == "failed" and "learning rate" in status["error"].lower()
+    status = json.loads((dirs[1] / "status.json").read_text())
+    assert status["state"] == "failed" and "learning rate" in status["error"].lower()
 
 
 def test_submit_and_exit_returns_before_the_jobs_finish(cluster, tmp_path):
@@ -151,7 +148,6 @@ def _assert_resumed(record, run_dir):
     assert steps == sorted(steps) and steps[-1] >= 59  # appended, continuous
 
 
-@needs_resume
 @pytest.mark.parametrize("how", ["USR1", "USR2", "requeue"])
 def test_preempted_run_resumes_in_the_same_run_dir(cluster, tmp_path, how):
     def interrupt(job):
