@@ -4,7 +4,6 @@ import hashlib
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 from pathlib import Path
