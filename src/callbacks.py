@@ -67,15 +67,22 @@ class TrainClock(L.Callback):
 
 
 class MetricHistory(L.Callback):
-    """(step, value) of train/loss every `trainer.log_every_n_steps` and of val/loss at each validation."""
+    """(step, value) of train/loss every `trainer.log_every_n_steps`; at each validation, (step, value) of every val/
+    metric (val/loss, val/bleu, ...) and (step, wall seconds since the fit started) under "wall_s"."""
 
     def __init__(self):
         self.history: dict[str, list[list[float]]] = {"train/loss": [], "val/loss": []}
+        self._fit_start = time.perf_counter()
+        self._wall_before = 0.0  # seconds of the segments before a resume
 
-    def _add(self, name, trainer):
-        value = trainer.callback_metrics.get(name)
+    def _add(self, name, trainer, value=None):
+        value = trainer.callback_metrics.get(name) if value is None else value
         if value is not None:
-            self.history[name].append([trainer.global_step, float(value)])
+            self.history.setdefault(name, []).append([trainer.global_step, float(value)])
+
+    def on_fit_start(self, trainer, *_):
+        self._fit_start = time.perf_counter()
+        self._wall_before = self.history["wall_s"][-1][1] if self.history.get("wall_s") else 0.0
 
     def on_train_batch_end(self, trainer, *_):
         if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
@@ -83,7 +90,9 @@ class MetricHistory(L.Callback):
 
     def on_validation_end(self, trainer, *_):
         if not trainer.sanity_checking:
-            self._add("val/loss", trainer)
+            for name in sorted(k for k in trainer.callback_metrics if k.startswith("val/")):
+                self._add(name, trainer)
+            self._add("wall_s", trainer, self._wall_before + time.perf_counter() - self._fit_start)
 
     def state_dict(self):
         return {"history": self.history}
@@ -109,7 +118,7 @@ class ProgressLog(L.Callback):
         rate = (step - self._step0) / max(now - self._t0, 1e-9)
         eta = (total - step) / rate if rate > 0 and total > 0 else float("nan")
         parts = [f"{what} {step}/{total}" + (f" ({100 * step / total:.0f}%)" if total > 0 else "")]
-        for name in ("train/loss", "val/loss"):
+        for name in ("train/loss", "val/loss", "val/bleu"):
             if name in trainer.callback_metrics:
                 parts.append(f"{name} {float(trainer.callback_metrics[name]):.4f}")
         parts.append(f"{rate:.1f} steps/s" + (f", ETA {eta:.0f} s" if math.isfinite(eta) else ""))

@@ -25,6 +25,17 @@ def test_bench_cli_writes_json_and_markdown_with_ratios(tmp_path):
     assert result["train"]["ours"]["mfu"] > 0 and result["machine"]["threads"] >= 1
 
 
+def test_bench_fast_paths_without_peers(tmp_path):
+    """bench.compile=true times the compiled training forward and the compiled static decode step; with
+    bench.peers=false the tables have no HF columns at all."""
+    subprocess.run([sys.executable, "-m", "src.bench", *TINY, "bench.peers=false", "bench.compile=true",
+                    "bench.modes=[fixed]", f"hydra.run.dir={tmp_path}"], check=True, capture_output=True, text=True)
+    md = (tmp_path / "bench.md").read_text()
+    assert "fast paths (compile)" in md and "BART" not in md and "ratio" not in md and "–" not in md
+    rows = json.loads((tmp_path / "bench.json").read_text())["inference"]
+    assert rows and all("hf" not in r and r["ours"]["output_tokens"] == 4 for r in rows)
+
+
 def test_bench_rejects_a_bad_method(tmp_path):
     p = subprocess.run([sys.executable, "-m", "src.bench", "bench.methods=[fast]", f"hydra.run.dir={tmp_path}"],
                        capture_output=True, text=True)

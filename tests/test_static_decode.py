@@ -61,6 +61,23 @@ def test_static_beam_search_matches_eager(cls):
     assert torch.allclose(s_scores, scores, atol=1e-4)
 
 
+@pytest.mark.parametrize("compile", [False, True])
+def test_static_step_follows_weight_updates(compile):
+    """The step reads column-major copies of the weights: after the model trains on, the copies follow (same
+    tokens as eager with the new weights), and the model's own parameters are left as they were."""
+    model, src = model_and_src(EncoderDecoder)
+    dec = static_decoder(model, compile=compile)
+    assert torch.equal(greedy(dec, src, 12), greedy(model, src, 12))
+    params = {n: p for n, p in model.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    eager = greedy(model, src, 12)
+    assert torch.equal(greedy(dec, src, 12), eager)
+    assert {n: p for n, p in model.named_parameters()} == params  # the same Parameter objects, not the copies
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
 def test_static_state_is_updated_in_place():
     """A captured graph reads fixed addresses: a step must not rebind any tensor of the state."""
     model, src = model_and_src(EncoderDecoder)

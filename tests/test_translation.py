@@ -46,3 +46,20 @@ def test_parallel_files_end_to_end_with_an_unknown_word(tmp_path):
     assert r["metrics"]["test/bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score, rel=1e-6)  # float32 log
     assert r["metrics"]["test/chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score, rel=1e-6)
     assert all(s["reference"] in refs for s in r["samples"])
+
+
+def test_val_bleu_follows_training_and_matches_test_bleu_on_the_same_sentences(tmp_path):
+    """task.module.val_bleu=true: val/bleu at every validation, next to the wall seconds (BLEU against wall time).
+    With validation = test sentences, the last validation (after the last step) scores what the test scores."""
+    words = ["Hund", "Katze", "Haus", "Baum", "rot", "blau", "gross", "klein"]
+    train = [" ".join(words[(i * k) % 8] for k in range(1, 5)) for i in range(100)]
+    for stem, lines in (("train", train), ("valid", train[:8]), ("test", train[:8])):
+        write(tmp_path / "corpus" / f"{stem}.en", [line.lower() for line in lines])
+        write(tmp_path / "corpus" / f"{stem}.de", lines)
+    r = run_main(tmp_path / "run", "data=parallel", f"data.root={tmp_path / 'corpus'}", "data.tokenizer=word",
+                 "debug=fast", "logger=none", "task.module.val_bleu=true", "trainer.max_steps=6", "optim.lr=0.01")
+    h = r["history"]
+    assert [s for s, _ in h["val/bleu"]] == [s for s, _ in h["val/loss"]] == [s for s, _ in h["wall_s"]] == [2, 4, 6]
+    assert all(0 < a < b for (_, a), (_, b) in zip(h["wall_s"], h["wall_s"][1:]))
+    assert h["val/bleu"][-1][1] == pytest.approx(r["metrics"]["test/bleu"], abs=1e-3)
+    assert "val/bleu" not in run_main(tmp_path / "run2", "debug=fast", "logger=none")["history"]

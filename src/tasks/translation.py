@@ -25,9 +25,13 @@ def teacher_forcing_pair(tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 
 class TranslationModule(TaskModule):
-    def __init__(self, *args, **kw):
+    """val_bleu=True (task.module.val_bleu): each validation also decodes its batches and logs val/bleu against the
+    raw validation references (as fairseq's --eval-bleu), so BLEU can be followed against steps and wall time."""
+
+    def __init__(self, *args, val_bleu: bool = False, **kw):
         super().__init__(*args, **kw)
         self.nar = getattr(self.model, "non_autoregressive", False)
+        self.val_bleu, self._val_hyps = val_bleu, {}
         self.hypotheses: dict[str, dict[int, str]] = {}  # variant -> raw test row -> detokenized hypothesis
 
     @property
@@ -57,6 +61,14 @@ class TranslationModule(TaskModule):
     def validation_step(self, batch, _):
         loss, n = self.loss(batch)
         self.log("val/loss", loss, batch_size=n)
+        if self.val_bleu and not self.trainer.sanity_checking:
+            self._val_hyps.update(zip(batch["index"].tolist(), map(self.dm.decode, self.translate(batch["src"]))))
+
+    def on_validation_epoch_end(self):
+        if self._val_hyps:
+            refs, rows = self.dm.raw["validation"]["tgt"], sorted(self._val_hyps)
+            self.log("val/bleu", sacrebleu.corpus_bleu([self._val_hyps[i] for i in rows], [[refs[i] for i in rows]]).score)
+        self._val_hyps = {}
 
     def translate(self, src: torch.Tensor, decode=None) -> torch.Tensor:
         d = decode or self.decode_cfg
