@@ -31,25 +31,28 @@ for study in $STUDIES; do
   fi
   overrides=()
   if [[ -n ${CPU_STUDY:-} ]]; then
-    [[ $study == lm_scaling ]] || read -ra overrides <<< "${CPU_OVERRIDES[translation]}"
-    read -ra more <<< "${CPU_OVERRIDES[$study]:-}"; overrides+=("${more[@]}")
+    # shellcheck disable=SC2206  # word splitting of the override lists is intended
+    [[ $study == lm_scaling ]] || overrides=(${CPU_OVERRIDES[translation]})
+    overrides+=(${CPU_OVERRIDES[$study]:-})
   fi
   overrides+=("$@")
   mkdir -p "experiments/$study"
+  metric=(--metric test/bleu); [[ $study == lm_scaling ]] && metric=()  # translation studies compare on BLEU
   start=$(date +%s)
   if [[ $study == length_study && -n ${CPU_STUDY:-} && -n ${sweeps[arch_comparison]:-} ]]; then
     runs=$(ls -d "${sweeps[arch_comparison]}"/*_{rnn_seq2seq,rnn_attn,encdec}_*)
     # shellcheck disable=SC2086
-    python -m src.report $runs --out "multirun/studies/length_study/from_arch_comparison/report" --group length_study
+    python -m src.report $runs --out "multirun/studies/length_study/from_arch_comparison/report" --group length_study \
+      "${metric[@]}"
     sweep="multirun/studies/length_study/from_arch_comparison"
-    how="\`python -m src.report <arch_comparison sweep>/*_{rnn_seq2seq,rnn_attn,encdec}_* --out $sweep/report\`"
+    how="\`python -m src.report <arch_comparison sweep>/*_{rnn_seq2seq,rnn_attn,encdec}_* --out $sweep/report ${metric[*]}\`"
     how+=" (the members of arch_comparison below; no separate runs)"
   else
     sweep="multirun/studies/$study/$(date +%Y-%m-%d_%H-%M-%S)"
     python -m src.run -m "experiment=$study" "hydra.sweep.dir=$sweep" "${overrides[@]}"
     sweeps[$study]=$sweep
-    python -m src.report "$sweep"  # -> $sweep/report/ (+ its W&B report run, offline unless logged in)
-    how="\`python -m src.run -m experiment=$study ${overrides[*]}\` then \`python -m src.report $sweep\`"
+    python -m src.report "$sweep" "${metric[@]}"  # -> $sweep/report/ (+ its W&B report run, offline unless logged in)
+    how="\`python -m src.run -m experiment=$study ${overrides[*]}\` then \`python -m src.report $sweep ${metric[*]}\`"
   fi
   wall=$(( $(date +%s) - start ))
   cp "$sweep"/report/*.md "$sweep"/report/*.csv "$sweep"/report/*.png "experiments/$study/"

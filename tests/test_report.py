@@ -110,6 +110,21 @@ def test_mixed_schema_and_missing_fields_are_reported_not_a_crash(sweep, tmp_pat
     assert row["params_mean"] is None and row["n"] == 1
 
 
+def test_metric_option_compares_on_another_metric(sweep, tmp_path):
+    """--metric test/bleu: the headline column and its mean are BLEU's, not the runs' own headline (exact match)."""
+    out = report_cli(sweep["dir"], "--metric", "test/bleu", "--out", tmp_path / "r", "--no-wandb-log", tmp_home=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    records = [m.record for m in collect([sweep["dir"]]) if m.record and m.record["arch"] == "encdec"]
+    rows = {r["arch"]: r for r in csv.DictReader((tmp_path / "r" / "report.csv").open())}
+    assert rows["encdec"]["headline"] == "test/bleu"
+    assert float(rows["encdec"]["metric_mean"]) == pytest.approx(
+        sum(r["metrics"]["test/bleu"] for r in records) / len(records), rel=1e-4)
+    header = next(line for line in (tmp_path / "r" / "report.md").read_text().splitlines() if line.startswith("| arch"))
+    assert "test/bleu" in header and "exact_match" not in header
+    bad = report_cli(sweep["dir"], "--metric", "test/blue", "--out", tmp_path / "r2", tmp_home=tmp_path)
+    assert bad.returncode == 2 and "test/blue" in bad.stderr and "test/bleu" in bad.stderr
+
+
 def test_bad_input_is_one_line_exit_2(tmp_path):
     for args, word in (([tmp_path / "nope"], "not a directory"), ([tmp_path, "--buckets", "0-x"], "0-x"),
                        (["--wandb", "me/proj", "--out", tmp_path], "login")):

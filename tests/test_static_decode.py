@@ -63,8 +63,8 @@ def test_static_beam_search_matches_eager(cls):
 
 @pytest.mark.parametrize("compile", [False, True])
 def test_static_step_follows_weight_updates(compile):
-    """The step reads column-major copies of the weights: after the model trains on, the copies follow (same
-    tokens as eager with the new weights), and the model's own parameters are left as they were."""
+    """The step reads transposed copies of the weights (decode_linear): after the model trains on, the copies follow
+    (same tokens as eager with the new weights), and the model's own parameters and modules are left as they were."""
     model, src = model_and_src(EncoderDecoder)
     dec = static_decoder(model, compile=compile)
     assert torch.equal(greedy(dec, src, 12), greedy(model, src, 12))
@@ -76,6 +76,20 @@ def test_static_step_follows_weight_updates(compile):
     assert torch.equal(greedy(dec, src, 12), eager)
     assert {n: p for n, p in model.named_parameters()} == params  # the same Parameter objects, not the copies
     assert all(p.is_contiguous() for p in model.parameters())
+    assert not any("forward" in vars(m) for m in model.modules())  # nn.Linear.forward restored after each step
+
+
+def test_static_step_under_bf16_autocast_reads_bf16_copies():
+    """Under bf16 autocast the step streams bf16 copies of the weights (half the bytes); its greedy tokens are the
+    eager autocast path's up to bf16 rounding (the two round in different orders), and the fp32 copies are kept."""
+    model, src = model_and_src(EncoderDecoder)
+    dec = StaticDecoder(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        eager, static = greedy(model, src, 12), greedy(dec, src, 12)
+    assert (eager == static).float().mean() >= 0.9
+    assert {dtype for dtype in dec._copies} == {torch.bfloat16}
+    assert all(wt.dtype == torch.bfloat16 for _, wt, _ in dec._copies[torch.bfloat16])
+    assert torch.equal(greedy(dec, src, 12), greedy(model, src, 12))  # fp32 again: fp32 copies, exact
 
 
 def test_static_state_is_updated_in_place():

@@ -35,7 +35,7 @@ class KVCache:
 
     def update(self, pos: int | torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(pos, torch.Tensor):  # (1,) slot index, one new step
-            self.k.index_copy_(2, pos, k), self.v.index_copy_(2, pos, v)
+            self.k.index_copy_(2, pos, k.to(self.k.dtype)), self.v.index_copy_(2, pos, v.to(self.v.dtype))
             return self.k, self.v
         end = pos + k.size(2)
         if end > self.k.size(2):

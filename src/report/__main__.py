@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m src.report", description=__doc__)
     parser.add_argument("paths", nargs="*", type=Path, help="sweep dirs (multirun/<date>/<time>) or run dirs")
     parser.add_argument("--out", type=Path, help="where to write (default <sweep dir>/report)")
+    parser.add_argument("--metric", help="the headline metric to compare on, e.g. test/bleu (default: each run's own)")
     parser.add_argument("--buckets", default="0-10,10-20,20-30,30+", help="source-length buckets in words")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="collect the runs of a W&B project (needs login)")
     parser.add_argument("--group", help="the W&B group to collect / to log the report run into")
@@ -42,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.wandb:
             members += collect_wandb(args.wandb, args.group)
         out = (args.out or default_out(args.paths)).resolve()
-        result = write_report(members, out, buckets)
+        if args.metric and not any(args.metric in (m.record or {}).get("metrics", {}) for m in members):
+            known = sorted({k for m in members for k in (m.record or {}).get("metrics", {})})
+            raise ConfigError(f"--metric {args.metric} is in no run's metrics; choose one of: {', '.join(known)}")
+        result = write_report(members, out, buckets, args.metric)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -45,9 +45,10 @@ def mean_std(values) -> tuple[float | None, float | None, int]:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None), len(xs)
 
 
-def measures(record: dict) -> dict:
-    """The per-run numbers a row averages: headline metric, params, train tokens/s, inference per decoding."""
-    headline = record.get("headline_metric")
+def measures(record: dict, metric: str | None = None) -> dict:
+    """The per-run numbers a row averages: headline metric (`metric`, default the run's own), params, train
+    tokens/s, inference per decoding."""
+    headline = metric or record.get("headline_metric")
     out = {"metric": _get(record, "metrics", headline) if headline else None,
            "params": record.get("params"), "train_tokens_per_s": _get(record, "train", "tokens_per_s")}
     for variant, d in (record.get("inference") or {}).items():
@@ -57,20 +58,21 @@ def measures(record: dict) -> dict:
     return out
 
 
-def aggregate(records: list[dict]) -> list[dict]:
-    """One row per configuration: the configuration keys, headline metric name, seeds, n, and <measure>_mean/_std."""
+def aggregate(records: list[dict], metric: str | None = None) -> list[dict]:
+    """One row per configuration: the configuration keys, headline metric name (`metric`, default each run's own),
+    seeds, n, and <measure>_mean/_std."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         groups[tuple(config_of(r).values())].append(r)
     rows = []
     for key, members in groups.items():
         row = dict(zip(KEYS, key))
-        row["headline"] = members[0].get("headline_metric")
+        row["headline"] = metric or members[0].get("headline_metric")
         row["seeds"] = sorted((m.get("seed") for m in members), key=str)
         row["n"] = len(members)
-        names = list(dict.fromkeys(k for m in members for k in measures(m)))
+        names = list(dict.fromkeys(k for m in members for k in measures(m, metric)))
         for name in names:
-            mean, std, _ = mean_std(measures(m).get(name) for m in members)
+            mean, std, _ = mean_std(measures(m, metric).get(name) for m in members)
             row[f"{name}_mean"], row[f"{name}_std"] = mean, std
         rows.append(row)
     for arch in {r["arch"] for r in rows}:  # same arch name, different arch.params: name the difference

@@ -64,13 +64,13 @@ def _curves(records: list[dict]) -> tuple[dict, dict]:
     return curves, crossings
 
 
-def write_report(members: list[Member], out: Path, buckets) -> dict:
+def write_report(members: list[Member], out: Path, buckets, metric: str | None = None) -> dict:
     """Writes everything into `out` (never into a run dir); returns {"rows", "plots", "notes", "crossings", ...}."""
     from .. import plots
 
     out.mkdir(parents=True, exist_ok=True)
     records = [m.record for m in members if m.record]
-    rows = aggregate(records)
+    rows = aggregate(records, metric)
     notes, plot_paths = [], {}
     for r in rows:
         if len(set(map(str, r["seeds"]))) < r["n"]:
@@ -138,7 +138,8 @@ def markdown(result: dict, members: list[Member]) -> str:
         lines += [f"| {m.where} | {m.state} | {(m.error or '').replace('|', '/').splitlines()[0] if m.error else ''} |"
                   for m in result["failed"]]
     if result["crossings"]:
-        lines += ["", "## AR vs NAR crossover (batch size where NAR stops beating AR on latency)", ""]
+        lines += ["", "## AR vs NAR crossover (batch size where NAR stops beating AR on latency; fixed-length "
+                  "rows, <eos> banned, so AR and NAR emit the same number of tokens)", ""]
         lines += [f"- {k}: {v['status']}" + (f", ≈ {v['batch_size']:.1f} (first loss at {v['first_loss']})"
                                              if v["batch_size"] else "") for k, v in result["crossings"].items()]
     if result["bleu_by_length"]:
