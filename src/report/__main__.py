@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.wandb:
             members += collect_wandb(args.wandb, args.group)
         out = (args.out or default_out(args.paths)).resolve()
-        if args.metric and not any(args.metric in (m.record or {}).get("metrics", {}) for m in members):
-            known = sorted({k for m in members for k in (m.record or {}).get("metrics", {})})
-            raise ConfigError(f"--metric {args.metric} is in no run's metrics; choose one of: {', '.join(known)}")
+        known = {k for m in members for k in (m.record or {}).get("metrics", {})}
+        if args.metric and args.metric not in known:
+            raise ConfigError(f"--metric {args.metric} is in no run's metrics; choose one of: {', '.join(sorted(known))}")
         result = write_report(members, out, buckets, args.metric)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

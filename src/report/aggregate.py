@@ -70,9 +70,9 @@ def aggregate(records: list[dict], metric: str | None = None) -> list[dict]:
         row["headline"] = metric or members[0].get("headline_metric")
         row["seeds"] = sorted((m.get("seed") for m in members), key=str)
         row["n"] = len(members)
-        names = list(dict.fromkeys(k for m in members for k in measures(m, metric)))
-        for name in names:
-            mean, std, _ = mean_std(measures(m, metric).get(name) for m in members)
+        per_member = [measures(m, metric) for m in members]
+        for name in dict.fromkeys(k for ms in per_member for k in ms):
+            mean, std, _ = mean_std(ms.get(name) for ms in per_member)
             row[f"{name}_mean"], row[f"{name}_std"] = mean, std
         rows.append(row)
     for arch in {r["arch"] for r in rows}:  # same arch name, different arch.params: name the difference

@@ -62,7 +62,7 @@ class TranslationModule(TaskModule):
         loss, n = self.loss(batch)
         self.log("val/loss", loss, batch_size=n)
         if self.val_bleu and not self.trainer.sanity_checking:
-            self._val_hyps.update(zip(batch["index"].tolist(), map(self.dm.decode, self.translate(batch["src"]))))
+            self._val_hyps.update(self.hypotheses_of(batch))
 
     def on_validation_epoch_end(self):
         if self._val_hyps:
@@ -74,15 +74,18 @@ class TranslationModule(TaskModule):
         d = decode or self.decode_cfg
         return self.generate_tokens(src, int(d.max_len_a * src.size(1) + d.max_len_b), d)
 
+    def hypotheses_of(self, batch, decode=None) -> dict[int, str]:
+        """Raw split row -> detokenized hypothesis, for each sentence of the batch."""
+        return dict(zip(batch["index"].tolist(), map(self.dm.decode, self.translate(batch["src"], decode))))
+
     def on_test_epoch_start(self):
         self.hypotheses = {name: {} for name in self.decode_variants}
 
     def test_step(self, batch, _):
         loss, n = self.loss(batch)
         self.log("test/loss", loss, batch_size=n)
-        rows = batch["index"].tolist()
         for name, decode in self.decode_variants.items():
-            self.hypotheses[name].update(zip(rows, (self.dm.decode(h) for h in self.translate(batch["src"], decode))))
+            self.hypotheses[name].update(self.hypotheses_of(batch, decode))
 
     def on_test_epoch_end(self):
         src, tgt = list(self.dm.raw["test"]["src"]), list(self.dm.raw["test"]["tgt"])
