@@ -119,6 +119,8 @@ def _compiled_matches_eager(device):
         model, src = model_and_src(cls, batch=6, device=device)
         eager = greedy(model, src, 16)
         assert torch.equal(generate(model, src, "greedy", 16, compile=True), eager), cls.__name__
+        # one row: the compiled step's own dot-product loops and explicit attention (decode_linear, attention.py)
+        assert torch.equal(generate(model, src[:1], "greedy", 16, compile=True), greedy(model, src[:1], 16))
         # beam on the same compiled step: 2 sentences × 3 beams = the greedy batch of 6, so no new graph
         tokens, scores = beam_search(model, src[:2], 16, beam_size=3)
         c_tokens, c_scores = beam_search(static_decoder(model, compile=True), src[:2], 16, beam_size=3)

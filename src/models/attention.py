@@ -92,12 +92,15 @@ class MultiHeadAttention(nn.Module):
             k, v = self.project_kv(x if memory is None else memory)
             if cache is not None:
                 k, v = cache.update(pos, k, v)
-        if self.keep_weights:
+        if self.keep_weights or (q.size(2) == 1 and q.device.type == "cpu" and torch.compiler.is_compiling()):
+            # the explicit product: kept weights, or one query in a compiled CPU decode step, where inductor fuses it
+            # into the step's own loops (the aten flash kernel costs ~24 µs a call at one query, most of it setup)
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.d_head)
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
             attn = scores.softmax(-1)
-            self.weights = attn.mean(1).detach()
+            if self.keep_weights:
+                self.weights = attn.mean(1).detach()
             out = attn @ v
         else:
             out = F.scaled_dot_product_attention(

@@ -16,6 +16,10 @@ the slowest form at every row count measured (2-core EPYC, cold cache, 8000×256
 row, 1,438 at 4); the step uses instead (`decode_linear`)
     one row:       x·(Wᵀ contiguous)   a GEMV down a column-major copy of W          526 µs
     several rows:  (W·xᵀ)ᵀ             a tall-skinny GEMM that streams W once        430 µs at 4 rows
+Inside a compiled step, one row goes further: x·Wᵀ is written as the reduction Σ_k W[:, k]·x[k], which inductor
+turns into its own vectorised dot-product loops over W's rows, fused with the rest of the step (and so is attention
+at one query, attention.py): the whole step becomes one C++ kernel (greedy B=1 1.5 → 1.3 ms/token; a chain of the
+decoder's 18 MB of GEMVs: 490 µs in MKL, 250 µs in inductor's loops). From 2 rows on MKL's GEMM wins again.
 The copies are refreshed in place when the model's weights change; on CUDA the step keeps nn.Linear as it is.
 Beam search reorders the buffers in place (the batch is B·k after the expansion). The prefill (the
 source through the encoder, or the prompt) stays eager: it runs once per call.
@@ -69,10 +73,13 @@ class StaticState:
 
 
 def decode_linear(x: torch.Tensor, weight: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None):
-    """x·Wᵀ + b of a decode step in the form MKL streams fastest (module docstring): x·Wᵀ through `weight_t`
-    (Wᵀ contiguous) for one row, (W·xᵀ)ᵀ for several."""
+    """x·Wᵀ + b of a decode step in the fastest form measured (module docstring): for one row, inductor's own loops
+    when compiling, else x·Wᵀ through `weight_t` (Wᵀ contiguous); (W·xᵀ)ᵀ for several rows."""
     rows = x.reshape(-1, x.size(-1))
-    y = rows @ weight_t if rows.size(0) == 1 else (weight @ rows.t()).t()
+    if rows.size(0) == 1 and torch.compiler.is_compiling():  # inductor: a dot-product loop over W's rows, fused
+        y = (weight.float() * rows.float()).sum(-1)[None].to(rows.dtype)
+    else:
+        y = rows @ weight_t if rows.size(0) == 1 else (weight @ rows.t()).t()
     if bias is not None:
         y = y + bias
     return y.reshape(*x.shape[:-1], y.size(-1))
