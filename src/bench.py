@@ -14,6 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from .allocator import use_tcmalloc
 from .config import ConfigError
 
 METHODS = ("greedy", "beam", "sample")
@@ -86,4 +87,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    use_tcmalloc()  # ARCHBENCH_MALLOC=tcmalloc: re-executes on tcmalloc (src/allocator.py)
     main()

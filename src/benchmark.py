@@ -20,6 +20,8 @@ import time
 
 import torch
 
+from . import allocator
+
 MODES = ("natural", "fixed")
 
 
@@ -54,9 +56,10 @@ def spread_of(times: list[float]) -> float:
 
 
 def machine() -> dict:
-    """Threads and load: a timing taken on a busy machine says so."""
+    """Threads, load and allocator: a timing taken on a busy machine, or on glibc's malloc, says so."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_avg_1min": load}
+    return {"threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_avg_1min": load,
+            "allocator": allocator.name()}
 
 
 def length_stratified(lengths: list[int], n: int, seed: int = 0) -> list[int]:
