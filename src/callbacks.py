@@ -102,8 +102,8 @@ class MetricHistory(L.Callback):
 
 
 class ProgressLog(L.Callback):
-    """One line every `every_s` seconds (and at each validation): step, %, loss, steps/s, ETA. For logs that are
-    not a terminal (SLURM, nohup); it goes through logging, so it is also in run.log."""
+    """One line every `every_s` seconds (and at each validation): step, %, train/loss and every val/ metric, steps/s,
+    ETA. For logs that are not a terminal (SLURM, nohup); it goes through logging, so it is also in run.log."""
 
     def __init__(self, every_s: float = 15.0):
         self.every_s = every_s
@@ -118,9 +118,10 @@ class ProgressLog(L.Callback):
         rate = (step - self._step0) / max(now - self._t0, 1e-9)
         eta = (total - step) / rate if rate > 0 and total > 0 else float("nan")
         parts = [f"{what} {step}/{total}" + (f" ({100 * step / total:.0f}%)" if total > 0 else "")]
-        for name in ("train/loss", "val/loss", "val/bleu"):
-            if name in trainer.callback_metrics:
-                parts.append(f"{name} {float(trainer.callback_metrics[name]):.4f}")
+        metrics = trainer.callback_metrics
+        for name in ["train/loss", *sorted(k for k in metrics if k.startswith("val/"))]:  # as MetricHistory keeps
+            if name in metrics:
+                parts.append(f"{name} {float(metrics[name]):.4f}")
         parts.append(f"{rate:.1f} steps/s" + (f", ETA {eta:.0f} s" if math.isfinite(eta) else ""))
         log.info(" · ".join(parts))
         self._last = now

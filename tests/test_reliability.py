@@ -102,6 +102,14 @@ def test_progress_and_results_are_in_run_log(tmp_path):
     assert "step 4/4 (100%)" in out.stdout  # non-interactive: plain progress lines, no progress bar
 
 
+def test_validation_progress_line_carries_every_val_metric(tmp_path):
+    """The progress line names what the run's history keeps: here an LM's val/perplexity beside val/loss."""
+    out = run_cli(*FAST, "task=lm", "arch=decoder", f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [line for line in out.stdout.splitlines() if line.startswith("validation at step")]
+    assert lines and all("val/loss" in line and "val/perplexity" in line for line in lines)
+
+
 def test_a_terminal_gets_the_rich_progress_bar(tmp_path):
     import pty
 
