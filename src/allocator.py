@@ -12,8 +12,10 @@ run's tiny model (d 64, 4k-element tensors) trains 18 % slower on it (fit 25.5 v
 `use_tcmalloc()`, called first by the `python -m src.run` and `python -m src.bench` entry points, re-executes the
 command (same process id, so SLURM's signals still reach it) with libtcmalloc in LD_PRELOAD when
 ARCHBENCH_MALLOC=tcmalloc and the library is installed (Debian/Ubuntu: `apt-get install libtcmalloc-minimal4`);
-child processes get the user's own LD_PRELOAD back. `name()` says which allocator this process runs on;
-results.json and bench.json record it beside threads and load.
+child processes get the user's own LD_PRELOAD back. `slurm/run.sbatch` runs `python -m src.run` and so re-executes
+too; members of a `hydra/launcher=slurm` sweep run inside submitit's own process and stay on glibc unless the job
+preloads it (`hydra.launcher.setup=["export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"]`).
+`name()` says which allocator this process runs on; results.json and bench.json record it beside threads and load.
 """
 from __future__ import annotations
 
