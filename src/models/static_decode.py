@@ -21,8 +21,9 @@ turns into its own vectorised dot-product loops over W's rows, fused with the re
 at one query, attention.py): the whole step becomes one C++ kernel (greedy B=1 1.5 → 1.3 ms/token; a chain of the
 decoder's 18 MB of GEMVs: 490 µs in MKL, 250 µs in inductor's loops). From 2 rows on MKL's GEMM wins again.
 The copies are refreshed in place when the model's weights change; on CUDA the step keeps nn.Linear as it is.
-Beam search reorders the buffers in place (the batch is B·k after the expansion). The prefill (the
-source through the encoder, or the prompt) stays eager: it runs once per call.
+Beam search reorders the buffers in place (the batch is B·k after the expansion). The prefill runs the model's
+`start` eagerly (the source through the encoder, once per call); encdec's single <bos> then goes through the static
+step like every later token (1 ms less a call at batch 1), a decoder's multi-token prompt through the eager decoder.
 `StaticDecoder(model)` implements generation.py's prefill / step / reorder_state protocol for the transformer
 decoders (EncoderDecoder, DecoderLM, PrefixLM); rnn_attn and nar decode eagerly.
 """
@@ -165,12 +166,16 @@ class StaticDecoder:
         return bufs
 
     def prefill(self, src: torch.Tensor, max_new_tokens: int) -> tuple[torch.Tensor, StaticState]:
+        """The model's `start` (the encoder, once) eagerly; its tokens then go through the static step when there is
+        one (encdec's <bos>: the first token is as fast as the others), through the eager decoder when there are
+        several (a decoder's prompt)."""
         self._refresh_weights()
-        logits, s = self.model.prefill(src, max_new_tokens)  # eager: the source / prompt, once
+        prompt, s = self.model.start(src, max_new_tokens)
+        logits = self.model.decode_tokens(prompt, s) if prompt.size(1) > 1 else None
         state = StaticState(s.caches, s.key_valid, s.next_pos, None, s.memory_mask)
         state = state.with_tensors(self._adopt(state.tensors()))
         state.pos = self._adopt([torch.tensor([s.pos], device=src.device)])[0]
-        return logits, state
+        return (self.step(prompt[:, 0], state) if logits is None else logits), state
 
     def step(self, tok: torch.Tensor, state: StaticState) -> torch.Tensor:
         if self.cuda:

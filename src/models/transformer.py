@@ -8,7 +8,8 @@ Every box of the diagram lives here, next to the formula it implements:
 Cross-attention takes its K, V from the *final* encoder output (the "memory"); its Q from the decoder.
 
 Models: EncoderClassifier (BERT-like), DecoderLM / DecoderClassifier / PrefixLM (GPT-like), EncoderDecoder
-(T5/BART-like). The autoregressive ones implement `prefill` / `step` / `reorder_state` for `generation.py`.
+(T5/BART-like). The autoregressive ones implement `prefill` / `step` / `reorder_state` for `generation.py`, with
+prefill = `start` (encode the source / size the cache; the tokens still to feed) + `decode_tokens` of those tokens.
 """
 from __future__ import annotations
 
@@ -198,6 +199,11 @@ class _Incremental:
         """One decoding step: (B,) previous tokens -> (B, V) next-token logits."""
         return self.decode_tokens(tokens[:, None], state)
 
+    def prefill(self, src: torch.Tensor, max_new_tokens: int):
+        """(logits (B, V) of the first new token, state): `start`, then its tokens fed through the decoder."""
+        prompt, state = self.start(src, max_new_tokens)
+        return self.decode_tokens(prompt, state), state
+
     @staticmethod
     def reorder_state(state: DecodeState, index: torch.Tensor) -> None:
         state.reorder(index)
@@ -235,10 +241,9 @@ class DecoderLM(_Incremental, nn.Module):
     def forward(self, tokens):
         return self.lm_head(self.decoder(tokens))
 
-    def prefill(self, prompt: torch.Tensor, max_new_tokens: int):
-        """Left-padded prompt (B, P) -> (first next-token logits, state)."""
-        state = self.new_state(prompt.size(0), prompt.size(1) + max_new_tokens)
-        return self.decode_tokens(prompt, state), state
+    def start(self, prompt: torch.Tensor, max_new_tokens: int):
+        """Left-padded prompt (B, P) -> (the prompt, an empty state with room for it and the new tokens)."""
+        return prompt, self.new_state(prompt.size(0), prompt.size(1) + max_new_tokens)
 
 
 class DecoderClassifier(nn.Module):
@@ -277,8 +282,8 @@ class PrefixLM(DecoderLM):
         logits = super().forward(seq)  # left pads: positions count real tokens only, as in decoding
         return logits[:, prompt.size(1) :]
 
-    def prefill(self, src: torch.Tensor, max_new_tokens: int):
-        return super().prefill(left_pad(src, append=BOS), max_new_tokens)
+    def start(self, src: torch.Tensor, max_new_tokens: int):
+        return super().start(left_pad(src, append=BOS), max_new_tokens)
 
 
 class EncoderDecoder(_Incremental, nn.Module):
@@ -298,11 +303,11 @@ class EncoderDecoder(_Incremental, nn.Module):
         memory, memory_mask = self.encode(src)
         return self.lm_head(self.decoder(tgt_in, memory, memory_mask))
 
-    def prefill(self, src, max_new_tokens: int):
+    def start(self, src, max_new_tokens: int):
+        """Encode the source: (<bos> (B, 1), a state with its cross-attention K/V and an empty self-attention cache)."""
         memory, memory_mask = self.encode(src)
         state = self.new_state(src.size(0), max_new_tokens + 1, memory, memory_mask)
-        bos = torch.full((src.size(0),), BOS, dtype=torch.long, device=src.device)
-        return self.step(bos, state), state
+        return torch.full((src.size(0), 1), BOS, dtype=torch.long, device=src.device), state
 
     def cross_attention(self, src, tgt_in) -> torch.Tensor:
         return last_cross_attention(self, src, tgt_in)
