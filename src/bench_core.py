@@ -203,7 +203,8 @@ def markdown(result: dict) -> str:
     peer = result["peer"]
     header = (f"# archbench speed: {s['arch']} L={s['n_layers']} d={s['d_model']} h={s['n_heads']} ff={s['d_ff']} "
               f"V={s['vocab']} src={s['src_len']} new={s['new_tokens']} · {m['device']} · {m['threads']} threads · "
-              f"load {m['load_avg_1min']:.2f} · {m.get('allocator', '?')} malloc · {s['precision']} · {'fast paths (compile)' if s['compile'] else 'eager'}")
+              f"load {m['load_avg_1min']:.2f} · {m.get('allocator', '?')} malloc · {s['precision']} · "
+              f"{'fast paths (compile)' if s['compile'] else 'eager'}")
     params = f"params: ours {result['params']['ours']:,}" + (f" · {peer} {result['params']['hf']:,}" if peer else "")
     lines = [header, f"{params} · peak matmul fp32 {result['peak_flops']['fp32'] / 1e9:.0f} GFLOP/s, bf16 "
              f"{result['peak_flops']['bf16'] / 1e9:.0f} GFLOP/s", ""]

@@ -18,7 +18,7 @@ row, 1,438 at 4); the step uses instead (`decode_linear`)
     several rows:  (W·xᵀ)ᵀ             a tall-skinny GEMM that streams W once        430 µs at 4 rows
 Inside a compiled step, one row goes further: x·Wᵀ is written as the reduction Σ_k W[:, k]·x[k], which inductor
 turns into its own vectorised dot-product loops over W's rows, fused with the rest of the step (and so is attention
-at one query, attention.py): the whole step becomes one C++ kernel (greedy B=1 1.5 → 1.3 ms/token; a chain of the
+at one query, attention.py): the whole step becomes one C++ kernel (greedy B=1 1.72 → 1.22 ms/token; a chain of the
 decoder's 18 MB of GEMVs: 490 µs in MKL, 250 µs in inductor's loops). From 2 rows on MKL's GEMM wins again.
 The copies are refreshed in place when the model's weights change; on CUDA the step keeps nn.Linear as it is.
 Beam search reorders the buffers in place (the batch is B·k after the expansion). The prefill runs the model's
