@@ -41,6 +41,7 @@ class Member:
     state: str = "new"           # done | resumed | new
     run_key: str | None = None   # None: the config does not compose (the job reports why, as before)
     run_dir: Path | None = None  # None: the job's own subdir, resolved in the job
+    pinned: bool = False         # run_dir is fixed by a hydra.sweep.subdir override (else resolved in the job)
     value: float | None = None   # done: the headline metric recorded in its results
     step: int | None = None      # resumed: the step its status.json recorded
     cfg: DictConfig | None = None
@@ -127,7 +128,7 @@ def _match(sweep_dir: Path, members: list[Member]) -> None:
         # a finished one first, then the furthest unfinished one (a sweep may hold the same config twice)
         rd, info = max(found, key=lambda f: (f[0].state == "finished", f[1]["step"] or 0))
         claimed.add(rd.path)
-        m.run_dir = rd.path
+        m.run_dir, m.pinned = rd.path, True
         m.overrides.append(f"{SUBDIR_KEY}={_quote(os.path.relpath(rd.path, sweep_dir))}")
         if rd.state == "finished":
             m.state = "done"
@@ -150,7 +151,7 @@ def _match(sweep_dir: Path, members: list[Member]) -> None:
         taken.add(path)
         if n > 1:
             m.overrides.append(f"{SUBDIR_KEY}={_quote(os.path.relpath(path, sweep_dir))}")
-        m.run_dir = path
+        m.run_dir, m.pinned = path, n > 1
 
 
 def headline(record: dict, cfg: DictConfig) -> float | None:
