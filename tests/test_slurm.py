@@ -27,7 +27,7 @@ FAST = ("debug=fast", "logger=csv")
 def cluster(tmp_path_factory):
     state = tmp_path_factory.mktemp("slurm")
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
-    env = {**os.environ, "ARCHBENCH_SLURM_PORT": str(7817 + 100 * worker)}
+    env = {**os.environ, "ARCHBENCH_SLURM_PORT": os.environ.get("ARCHBENCH_SLURM_PORT") or str(7817 + 100 * worker)}
     try:
         started = subprocess.run(["bash", str(ROOT / "slurm/start.sh"), str(state)], env=env, capture_output=True,
                                  text=True, timeout=120)
@@ -158,3 +158,27 @@ def test_preempted_run_resumes_in_the_same_run_dir(cluster, tmp_path, how):
     record, status, run_dir = _interrupted_run(cluster, tmp_path, interrupt)
     assert status["state"] == "finished"
     _assert_resumed(record, run_dir)
+
+
+def test_a_rerun_sweep_on_slurm_queues_only_the_unfinished_members(cluster, tmp_path):
+    """Member seed=0 finished and seed=1 interrupted (local launcher: same configs, same run_keys); the re-run on
+    SLURM in another order queues seed=1 into its own dir (resumes) and seed=2 (new), and not seed=0."""
+    from tests.test_reliability import digest
+    from tests.test_sweep import SWEEP, _interrupt_member
+
+    from .conftest import run_cli
+
+    first = run_cli("-m", "seed=0", *SWEEP, f"hydra.sweep.dir={tmp_path}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    (done_dir,) = tmp_path.glob("*_s0")
+    cut_dir = _interrupt_member(tmp_path, 1)
+    finished, before = digest(done_dir), {p for p in tmp_path.iterdir() if p.is_dir()}
+    rerun = multirun(cluster, tmp_path, "seed=2,1,0", *SWEEP, timeout=400)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"sweep {tmp_path}: 1 done, 1 resumed, 1 new" in rerun.stdout.splitlines()
+    assert [line for line in rerun.stdout.splitlines() if line.startswith("queued")][0].startswith("queued 2 job(s)")
+    assert digest(done_dir) == finished
+    resumed = json.loads((cut_dir / "results.json").read_text())
+    assert resumed["train"]["segments"] == 2 and resumed["train"]["steps"] == 60 and resumed["cluster"]["job_id"]
+    (new_dir,) = {p for p in tmp_path.iterdir() if p.is_dir()} - before - {tmp_path / ".submitit"}
+    assert new_dir.name.endswith("_s2") and (new_dir / "results.json").exists()

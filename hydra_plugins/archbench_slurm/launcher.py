@@ -5,6 +5,8 @@ resolved once. Here `launch` (1) composes every sweep point and checks it with `
 is queued (one bad member refuses the sweep, one line each, exit 2); (2) groups the jobs by their `gpu` choice and
 submits one array per group with that group's partition / gres / constraint (conf/gpu/<type>.yaml); (3) with
 `wait: false` prints the job ids and the sweep dir and returns at once, else returns the results in job order.
+A re-run sweep is a resume (src/sweep.py, as with the local launcher): finished members are not queued again,
+unfinished ones are queued into their own run dir, missing ones run.
 It must live in the `hydra_plugins` namespace package: Hydra only discovers launchers there.
 """
 
@@ -49,14 +51,16 @@ def partition_nodes(partition: str | None) -> int | None:
     return sum(int(n) for n in out) if out else None
 
 
-def requeue_if_interrupted(sweep_dir: Path, job_num: int) -> None:
-    """`scontrol requeue` this job if its run dir's status.json says `interrupted` (rank 0 only)."""
+def requeue_if_interrupted(sweep_dir: Path, job_num: int, run_dir: str | None = None) -> None:
+    """`scontrol requeue` this job if its run dir's status.json says `interrupted` (rank 0 only). `run_dir`: the
+    dir the sweep plan pinned this member to (a resumed member's dir need not start with its job number)."""
     import json
     import os
 
     if os.environ.get("SLURM_PROCID", "0") != "0" or "SLURM_JOB_ID" not in os.environ:
         return
-    for status in sweep_dir.glob(f"{job_num}_*/status.json"):
+    statuses = [Path(run_dir) / "status.json"] if run_dir else sweep_dir.glob(f"{job_num}_*/status.json")
+    for status in (s for s in statuses if s.exists()):
         if json.loads(status.read_text()).get("state") == "interrupted":
             array = os.environ.get("SLURM_ARRAY_JOB_ID")
             job = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ["SLURM_JOB_ID"]
@@ -68,6 +72,7 @@ class GpuTypeSlurmLauncher(SlurmLauncher):
     def __init__(self, wait: bool = True, **params: Any) -> None:
         super().__init__(**params)
         self.wait = wait
+        self.run_dirs: dict[int, str] = {}  # job num -> the run dir the sweep plan pinned it to (src/sweep.py)
 
     def __call__(self, sweep_overrides, job_dir_key, job_num, job_id, singleton_state) -> JobReturn:
         """Run one member in its SLURM job; requeue the job when the run stopped `interrupted` (signal: checkpoint,
@@ -75,7 +80,7 @@ class GpuTypeSlurmLauncher(SlurmLauncher):
         try:
             return super().__call__(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)
         finally:
-            requeue_if_interrupted(Path(str(self.config.hydra.sweep.dir)), job_num)
+            requeue_if_interrupted(Path(str(self.config.hydra.sweep.dir)), job_num, self.run_dirs.get(job_num))
 
     def check_sweep(self, job_overrides: Sequence[Sequence[str]]) -> list:
         """Compose and validate every member; the resources of each (None: launcher defaults). Exit 2 if any is bad."""
@@ -120,22 +125,29 @@ class GpuTypeSlurmLauncher(SlurmLauncher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
 
+        from src import sweep
+
         assert self.config is not None and len(job_overrides) > 0
         resources = self.check_sweep(job_overrides)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        plan = sweep.plan(sweep_dir, job_overrides, initial_job_idx, lambda o, num: sweep.compose(
+            self.hydra_context.config_loader, self.config, o, num, job_id=f"job_id_for_{num}"))
+        print(sweep.report(sweep_dir, plan), flush=True)  # done members are not queued again
+        self.run_dirs = {m.num: str(m.run_dir) for m in plan if m.pinned}
         groups: dict = {}
         for i, res in enumerate(resources):
-            groups.setdefault(tuple(res[k] for k in GPU_KEYS), []).append(i)
+            if plan[i].state != "done":
+                groups.setdefault(tuple(res[k] for k in GPU_KEYS), []).append(i)
 
         jobs = [None] * len(job_overrides)
         for key, members in groups.items():
             executor = self._executor(dict(zip(GPU_KEYS, key)))
             params = []
             for i in members:
-                log.info(f"\t#{initial_job_idx + i} : {' '.join(filter_overrides(job_overrides[i]))}")
-                params.append((list(job_overrides[i]), "hydra.sweep.dir", initial_job_idx + i,
-                               f"job_id_for_{initial_job_idx + i}", Singleton.get_state()))
+                log.info(f"\t#{plan[i].num} : {plan[i].label}")
+                params.append((plan[i].overrides, "hydra.sweep.dir", plan[i].num, f"job_id_for_{plan[i].num}",
+                               Singleton.get_state()))
             queued = executor.map_array(self, *zip(*params))
             for i, job in zip(members, queued):
                 jobs[i] = job
@@ -144,9 +156,10 @@ class GpuTypeSlurmLauncher(SlurmLauncher):
                   f"{' '.join(j.job_id for j in queued)}", flush=True)
         print(f"sweep dir: {sweep_dir}")
         if not self.wait:
-            return [JobReturn(overrides=list(o), status=JobStatus.COMPLETED, _return_value=None)
-                    for o in job_overrides]
-        return [j.results()[0] for j in jobs]
+            return [sweep.done_return(m) if m.state == "done" else
+                    JobReturn(overrides=list(m.overrides), status=JobStatus.COMPLETED, _return_value=None)
+                    for m in plan]
+        return [sweep.done_return(m) if m.state == "done" else j.results()[0] for m, j in zip(plan, jobs)]
 
     def _executor(self, gpu_params: dict):
         """A submitit executor with the launcher's parameters and this GPU type's partition/gres/constraint."""
