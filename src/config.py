@@ -131,7 +131,7 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """Training fast paths (src/fastpaths.py). Precision is Lightning's `trainer.precision` (bf16-mixed)."""
+    """Training fast paths (src/speed/runtime.py). Precision is Lightning's `trainer.precision` (bf16-mixed)."""
 
     compile: bool = False  # torch.compile the model's forward (dynamic shapes; inductor C++ on CPU)
 

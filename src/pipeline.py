@@ -19,14 +19,14 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
-from .benchmark import inference_report
 from .callbacks import DivergenceGuard, Diverged, GracefulStop, Interrupted, MetricHistory, ProgressLog, TrainClock
 from .cluster import cluster_info
 from .config import ConfigError, RunConfig
 from .data.build import build_datamodule
-from .fastpaths import compile_model, set_threads, warn_if_slow_bf16
 from .results import SCHEMA_VERSION, git_commit, run_key, write_results
 from .run_dir import LAST_CHECKPOINT, RunDir
+from .speed.inference import inference_report
+from .speed.runtime import compile_model, set_threads, warn_if_slow_bf16
 
 log = logging.getLogger("archbench")
 

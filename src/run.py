@@ -16,9 +16,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from .allocator import use_tcmalloc
 from .config import ConfigError, register, validate
 from .run_dir import CREATED, refuse
+from .speed.runtime import use_tcmalloc
 
 register()
 log = logging.getLogger("archbench")
@@ -84,5 +84,5 @@ def cli() -> None:
 
 
 if __name__ == "__main__":
-    use_tcmalloc()  # ARCHBENCH_MALLOC=tcmalloc: re-executes on tcmalloc (src/allocator.py)
+    use_tcmalloc()  # ARCHBENCH_MALLOC=tcmalloc: re-executes on tcmalloc (src/speed/runtime.py)
     cli()

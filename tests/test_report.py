@@ -73,7 +73,7 @@ def test_failed_member_is_listed(sweep):
     md = (sweep["report"] / "report.md").read_text()
     assert "6_rnn_attn_translation_small_s2" in md and "CUDA out of memory" in md and "failed" in md
     assert "CUDA out of memory" in sweep["out"].stdout
-    assert "ar_vs_nar_batch.png" in md  # every translation run now records by_batch rows (src/benchmark.py)
+    assert "ar_vs_nar_batch.png" in md  # every translation run now records by_batch rows (src/speed/inference.py)
 
 
 def test_plots_are_images_of_the_report_size(sweep):

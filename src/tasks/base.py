@@ -72,7 +72,7 @@ class TaskModule(L.LightningModule):
         return {"": self.decode_cfg}
 
     # --- inference speed: the task says what "one inference" of a batch is and how many tokens it yields ---
-    generative = True  # infer() decodes: timed in natural and fixed-length mode (src/benchmark.py)
+    generative = True  # infer() decodes: timed in natural and fixed-length mode (src/speed/inference.py)
 
     def infer(self, batch: dict, new_tokens: int | None = None) -> int:
         """Run inference on one batch; return the number of real output tokens (or tokens consumed, for

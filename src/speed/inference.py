@@ -9,57 +9,18 @@
   output length in tokens (real output tokens: no <pad>, no <eos>, NAR counts what it emitted) and the spread.
 - Timing: `warmup` untimed runs, then `repeats` timed ones (CUDA events on GPU, perf_counter on CPU); the median is
   reported and spread = (max - min) / median. Threads and the 1-minute load average are recorded beside them.
-Plain Python (no Hydra): src.bench_core reuses `measure` and `spread_of`.
+Plain Python (no Hydra); the timing primitives are src/speed/timing.py.
 """
 from __future__ import annotations
 
-import os
 import random
 import statistics
-import time
 
 import torch
 
-from . import allocator
+from .timing import machine, measure, spread_of
 
 MODES = ("natural", "fixed")
-
-
-def _seconds(fn, device: torch.device):
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        out = fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1000.0, out
-    t = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t, out
-
-
-def measure(fn, device, warmup: int, repeats: int) -> tuple[list[float], object]:
-    """Wall seconds of each of `repeats` runs of `fn()` after `warmup` untimed runs; also fn's last return value."""
-    device = torch.device(device)
-    for _ in range(warmup):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    runs = [_seconds(fn, device) for _ in range(max(1, repeats))]
-    return [t for t, _ in runs], runs[-1][1]
-
-
-def spread_of(times: list[float]) -> float:
-    """(max - min) / median of the repeats: 0 for perfectly steady timings."""
-    med = statistics.median(times)
-    return (max(times) - min(times)) / med if med > 0 else 0.0
-
-
-def machine() -> dict:
-    """Threads, load and allocator: a timing taken on a busy machine, or on glibc's malloc, says so."""
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_avg_1min": load,
-            "allocator": allocator.name()}
 
 
 def length_stratified(lengths: list[int], n: int, seed: int = 0) -> list[int]:

@@ -1,12 +1,10 @@
-"""`python -m src.bench` end to end with tiny sizes, and the HF peers' parameter counts (nothing timed)."""
+"""Ours vs the peers (src/speed/compare.py) end to end through `python -m src.bench` (the old name of
+`python -m src.speed`, with its `bench.*` overrides) at tiny sizes (nothing timed)."""
 import json
 import subprocess
 import sys
 
-import pytest
-
-from src import peers
-from src.bench_core import DEFAULT_SPEC, build_ours
+from src.speed import peers
 
 TINY = ["size=tiny", "bench.vocab=100", "bench.src_len=6", "bench.new_tokens=4", "bench.batch_sizes=[1,2]",
         "bench.train_batch=2", "bench.beam_batch_sizes=null", "bench.repeats=1", "bench.warmup=0", "bench.wandb=disabled", "bench.modes=[fixed,natural]"]
@@ -40,16 +38,3 @@ def test_bench_rejects_a_bad_method(tmp_path):
     p = subprocess.run([sys.executable, "-m", "src.bench", "bench.methods=[fast]", f"hydra.run.dir={tmp_path}"],
                        capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.startswith("error: bench.methods has fast")
-
-
-@pytest.mark.skipif(not peers.available(), reason="transformers not installed (pip install -e '.[compare]')")
-@pytest.mark.parametrize("arch,model", [("encdec", "src.models.transformer.EncoderDecoder"),
-                                        ("decoder", "src.models.transformer.DecoderLM"),
-                                        ("encoder", "src.models.transformer.EncoderClassifier")])
-def test_peer_parameter_count_matches_ours(arch, model):
-    spec = {**DEFAULT_SPEC, "arch": arch, "model": model, "arch_params": {}}
-    ours = sum(p.numel() for p in build_ours(spec).parameters())
-    peer = peers.build_peer(arch, spec["vocab"], spec["d_model"], spec["n_heads"], spec["n_layers"], spec["d_ff"],
-                            max_positions=spec["src_len"] + spec["new_tokens"] + 2)
-    hf = sum(p.numel() for p in peer.parameters())
-    assert abs(hf - ours) / ours < peers.PARAM_TOLERANCE

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .models.vocab import BOS, EOS, PAD
+from ..models.vocab import BOS, EOS, PAD
 
 PEER_OF = {"encdec": "BART", "decoder": "GPT-2", "encoder": "BERT"}
 PARAM_TOLERANCE = 0.05  # |hf - ours| / ours, for the shapes benchmarked (vocab ≫ positions)

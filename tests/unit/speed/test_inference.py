@@ -1,8 +1,8 @@
-"""Fixed-length decoding, no step after the last token, length-stratified sampling, MFU formula (nothing timed)."""
+"""A trained run's inference timing (src/speed/inference.py): fixed-length decoding, no step after the last token,
+length-stratified sampling, the by_batch rows of results.json (nothing timed)."""
 import torch
 
-from src.benchmark import length_stratified
-from src.flops import forward_flops, train_flops
+from src.speed.inference import length_stratified
 from src.models.generation import generate
 from src.models.nar import CMLM
 from src.models.rnn_attn import RNNAttention
@@ -52,19 +52,8 @@ def test_stratified_sample_spans_the_length_distribution():
     assert len(length_stratified(lengths, 1000)) == len(lengths)
 
 
-def test_mfu_formula_on_a_hand_computed_case():
-    # encdec, 1 layer, d=2, f=4, V=10, S=3, T=2, batch 1:
-    # encoder per token: 2·4·4 + 2·2·2·4 + 2·2·2·3 = 32+32+24 = 88, × 3 tokens = 264
-    # decoder per token: 32 + 32 + 2·2·2·2 (self, 2 keys) + 2·2·4 (cross q,out) + 2·2·2·3 (cross scores)
-    #   = 32+32+16+16+24 = 120, × 2 tokens = 240; cross k,v per source token 2·2·4 = 16, × 3 = 48
-    # LM head: 2 · 2·2·10 = 80.  Total 264 + 240 + 48 + 80 = 632
-    assert forward_flops("encdec", 2, 4, 1, 10, 1, 3, 2) == 632
-    assert train_flops("encdec", 2, 4, 1, 10, 5, 3, 2) == 3 * 5 * 632
-    assert forward_flops("rnn_attn", 2, 4, 1, 10, 1, 3, 2) is None
-
-
 def test_run_records_by_batch_rows_capped_by_the_test_set(tmp_path):
-    from .conftest import run_main
+    from tests.conftest import run_main
 
     r = run_main(tmp_path, "arch=nar", "task=translation", "debug=fast", "logger=none", "bench.batch_sizes=[1,8,32]",
                  "bench.fixed_tokens=5", "bench.repeats=1")  # debug=fast: 16 test sentences

@@ -1,0 +1,82 @@
+"""The speed benchmark's own typed config node, `speed.*` (conf/speed.yaml; `python -m src.speed`).
+
+It is not the run's `bench.*` node (src/config.py `BenchConfig`: how `python -m src.run` times its own inference):
+the two share a few names (batch_sizes, warmup, repeats) with different defaults and meanings, so they are two
+nodes. `python -m src.bench` (the old name) still takes `bench.*` overrides for this node: src/speed/__main__.py
+renames them. What is compiled is the run's own switches, `train.compile` and `decode.compile`; `speed.compile=true`
+sets both. Validation raises `ConfigError` with one line naming the bad value and the valid choices.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ..config import ConfigError
+
+METHODS = ("greedy", "beam", "sample")
+MODES = ("fixed", "natural")
+DEVICES = ("cpu", "cuda")
+WANDB_MODES = ("offline", "online", "disabled")
+SPECIAL_TOKENS = 5  # synthetic inputs are drawn from [5, vocab) (src/speed/compare.py FIRST_ID)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _sizes_ok(sizes) -> bool:
+    return len(sizes) > 0 and min(sizes) >= 1
+
+
+@dataclass
+class SpeedConfig:
+    vocab: int = 8000
+    src_len: int = 32
+    new_tokens: int = 32
+    methods: list[str] = field(default_factory=lambda: ["greedy", "beam"])  # nar: mask-predict 1 and decode.passes
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 32])
+    beam_batch_sizes: Optional[list[int]] = field(default_factory=lambda: [1])  # None: the same as batch_sizes
+    modes: list[str] = field(default_factory=lambda: ["fixed"])  # fixed: <eos> banned, exactly new_tokens
+    train: bool = True  # time a training step too
+    train_batch: int = 32
+    warmup: int = 2
+    repeats: int = 10
+    device: str = "cpu"
+    threads: Optional[int] = None  # torch CPU threads (None: torch's default)
+    compile: bool = False  # alias: sets train.compile and decode.compile (our fast paths)
+    peers: bool = True  # HF side by side when transformers is installed
+    dropout: float = 0.0
+    wandb: str = "offline"
+    seed: int = 0
+
+    def __post_init__(self):
+        for key, valid in (("methods", METHODS), ("modes", MODES)):
+            bad = [m for m in getattr(self, key) if m not in valid]
+            _require(not bad, f"speed.{key} has {bad[0] if bad else ''}; choose among: {', '.join(valid)}")
+        _require(self.device in DEVICES, f"speed.device={self.device} is not valid; choose one of: cpu, cuda")
+        _require(self.wandb in WANDB_MODES,
+                 f"speed.wandb={self.wandb} is not valid; choose one of: {', '.join(WANDB_MODES)}")
+        _require(_sizes_ok(self.batch_sizes),
+                 f"speed.batch_sizes={list(self.batch_sizes)} must be a non-empty list of sizes >= 1")
+        _require(self.beam_batch_sizes is None or _sizes_ok(self.beam_batch_sizes),
+                 f"speed.beam_batch_sizes={self.beam_batch_sizes} must be null or a non-empty list of sizes >= 1")
+        _require(self.vocab > SPECIAL_TOKENS,
+                 f"speed.vocab={self.vocab} must be larger than the {SPECIAL_TOKENS} special tokens")
+        for key in ("src_len", "new_tokens", "train_batch", "repeats"):
+            _require(getattr(self, key) >= 1, f"speed.{key}={getattr(self, key)} must be >= 1")
+        _require(self.warmup >= 0, f"speed.warmup={self.warmup} must be >= 0")
+        _require(self.threads is None or self.threads >= 1, f"speed.threads={self.threads} must be null or >= 1")
+        _require(0.0 <= self.dropout < 1.0, f"speed.dropout={self.dropout} must be in [0, 1)")
+
+
+def speed_config(node: DictConfig) -> SpeedConfig:
+    """The composed `speed` node, typed and validated; a bad type or value is a one-line ConfigError."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SpeedConfig), node))
+    except OmegaConfBaseException as e:
+        key = f"speed.{e.full_key}" if getattr(e, "full_key", None) else "speed"
+        raise ConfigError(f"{key}: {str(e).splitlines()[0]}") from None
