@@ -2,7 +2,9 @@
 
 OmegaConf type-checks every value against these dataclasses at composition; `validate()` then builds them
 (`OmegaConf.to_object`, which runs `__post_init__`) and checks the arch × task × data matrix. Every error is a
-`ConfigError` whose message is one line naming the bad value and the valid choices. Nothing heavy is imported here.
+`ConfigError` whose message is one line naming the bad value and the valid choices. `validate_bench()` does the same
+for `python -m src.bench` (conf/bench.yaml: its `bench:` node typed by `SpeedBenchConfig`, and the size and decode
+groups). Nothing heavy is imported here.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 LM_PROMPT_TOKENS = 4  # <bos> + 3 tokens: the prompt of the LM task's samples and inference timing
 DECODE_METHODS = {"ar": ("greedy", "beam", "sample"), "nar": ("mask_predict",)}
+BENCH_METHODS, BENCH_MODES = ("greedy", "beam", "sample"), ("fixed", "natural")  # python -m src.bench
+BENCH_DEVICES, BENCH_WANDB = ("cpu", "cuda"), ("offline", "online", "disabled")
 
 
 class ConfigError(ValueError):
@@ -146,9 +150,59 @@ class BenchConfig:
     seed: int = 0  # which test sentences are drawn (stratified by length)
 
     def __post_init__(self):
-        _check(len(self.batch_sizes) > 0 and min(self.batch_sizes) >= 1,
-               f"bench.batch_sizes={list(self.batch_sizes)} must be a non-empty list of sizes >= 1")
-        _check(self.fixed_tokens >= 1 and self.repeats >= 1, "bench.fixed_tokens and bench.repeats must be >= 1")
+        _check_sizes("bench.batch_sizes", self.batch_sizes)
+        for name in ("latency_sentences", "fixed_tokens", "repeats"):
+            _check(getattr(self, name) >= 1, f"bench.{name}={getattr(self, name)} must be >= 1")
+        _check(self.warmup >= 0, f"bench.warmup={self.warmup} must be >= 0")
+
+
+def _check_sizes(key: str, sizes: list[int]) -> None:
+    _check(len(sizes) > 0 and min(sizes) >= 1, f"{key}={list(sizes)} must be a non-empty list of sizes >= 1")
+
+
+def _check_choices(key: str, values: list[str], choices: tuple[str, ...]) -> None:
+    _check(len(values) > 0, f"{key}=[] is empty; choose among: {', '.join(choices)}")
+    for v in values:
+        _check(v in choices, f"{key} has {v}; choose among: {', '.join(choices)}")
+
+
+@dataclass
+class SpeedBenchConfig:
+    """The `bench:` node of conf/bench.yaml (`python -m src.bench`, the speed comparison; not the run's `bench`)."""
+
+    vocab: int = 8000
+    src_len: int = 32
+    new_tokens: int = 32
+    methods: list[str] = field(default_factory=lambda: ["greedy", "beam"])
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 32])
+    beam_batch_sizes: Optional[list[int]] = None  # null: the same as batch_sizes
+    modes: list[str] = field(default_factory=lambda: ["fixed"])
+    train: bool = True
+    train_batch: int = 32
+    warmup: int = 2
+    repeats: int = 10
+    device: str = "cpu"
+    threads: Optional[int] = None
+    compile: bool = False
+    peers: bool = True
+    dropout: float = 0.0
+    wandb: str = "offline"
+    seed: int = 0
+
+    def __post_init__(self):
+        _check_choices("bench.methods", self.methods, BENCH_METHODS)
+        _check_choices("bench.modes", self.modes, BENCH_MODES)
+        _check_sizes("bench.batch_sizes", self.batch_sizes)
+        if self.beam_batch_sizes:
+            _check_sizes("bench.beam_batch_sizes", self.beam_batch_sizes)
+        _check(self.vocab > 5, f"bench.vocab={self.vocab} must be larger than the 5 special tokens")
+        for name in ("src_len", "new_tokens", "train_batch", "repeats"):
+            _check(getattr(self, name) >= 1, f"bench.{name}={getattr(self, name)} must be >= 1")
+        _check(self.warmup >= 0, f"bench.warmup={self.warmup} must be >= 0")
+        _check(self.threads is None or self.threads >= 1, f"bench.threads={self.threads} must be >= 1 (or null)")
+        _check(0.0 <= self.dropout < 1.0, f"bench.dropout={self.dropout} must be in [0, 1)")
+        for key, value, choices in (("device", self.device, BENCH_DEVICES), ("wandb", self.wandb, BENCH_WANDB)):
+            _check(value in choices, f"bench.{key}={value} is not valid; choose one of: {', '.join(choices)}")
 
 
 @dataclass
@@ -193,16 +247,23 @@ def register() -> None:
     ConfigStore.instance().store(name="schema", node=RunConfig)
 
 
-def validate(cfg: DictConfig) -> RunConfig:
-    """Check the composed config before anything is built. Raises ConfigError with a one-line message."""
+def _to_object(cfg: DictConfig, schema: type | None = None, prefix: str = ""):
+    """The config built as its dataclasses, which runs their checks (`schema`: the dataclass of an untyped node);
+    OmegaConf's own errors (a wrong type, an unknown key) become one-line ConfigErrors naming the key."""
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        run: RunConfig = OmegaConf.to_object(cfg)
+        return OmegaConf.to_object(cfg if schema is None else OmegaConf.merge(OmegaConf.structured(schema), cfg))
     except ConfigError:
         raise
     except OmegaConfBaseException as e:
-        raise ConfigError(str(e).splitlines()[0]) from None
+        key = f"{prefix}{e.full_key}: " if prefix and getattr(e, "full_key", None) else ""
+        raise ConfigError(key + str(e).splitlines()[0]) from None
+
+
+def validate(cfg: DictConfig) -> RunConfig:
+    """Check the composed config before anything is built. Raises ConfigError with a one-line message."""
+    run: RunConfig = _to_object(cfg)
     arch, task = run.arch, run.task.name
     if task not in arch.models:
         pairs = ", ".join(f"arch={a} task={t}" for a, t in valid_pairs())
@@ -220,6 +281,13 @@ def validate(cfg: DictConfig) -> RunConfig:
         _check(run.decode.method in methods,
                f"decode={run.decode.method} does not apply to arch={arch.name}; choose decode={'|'.join(methods)}")
     return run
+
+
+def validate_bench(cfg: DictConfig) -> tuple[SpeedBenchConfig, SizeConfig, DecodeConfig]:
+    """Check conf/bench.yaml's composed config (`python -m src.bench`) before anything is built: its `bench:` node and
+    the size and decode groups it shares with the run. Raises ConfigError with a one-line message."""
+    return tuple(_to_object(cfg[key], schema, f"{key}.")
+                 for key, schema in (("bench", SpeedBenchConfig), ("size", SizeConfig), ("decode", DecodeConfig)))
 
 
 def valid_pairs() -> list[tuple[str, str]]:
