@@ -3,6 +3,7 @@ eagerly and compiled (CPU inductor; CUDA graphs when a GPU is present)."""
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from src.models import generation
 from src.models.generation import beam_search, generate, greedy, sample
@@ -173,6 +174,9 @@ def test_compiled_fast_paths_work_in_any_call_order(order):
         m, kw = (nar, {"passes": 2}) if method == "nar" else (model, {"beam_size": 3})
         fast = generate(m, src[:batch], method, 12, compile=True, **kw)
         assert torch.equal(fast, generate(m, src[:batch], method, 12, **kw)), (method, batch)
+    graphs = counters["stats"]["unique_graphs"]
+    assert torch.equal(generate(m, src[:batch], method, 12, compile=True, **kw), fast)
+    assert counters["stats"]["unique_graphs"] == graphs  # the same call again compiles nothing: guards pass
 
 
 def test_periodic_finished_check_cuts_trailing_pads(monkeypatch):
