@@ -146,9 +146,14 @@ class BenchConfig:
     seed: int = 0  # which test sentences are drawn (stratified by length)
 
     def __post_init__(self):
-        _check(len(self.batch_sizes) > 0 and min(self.batch_sizes) >= 1,
-               f"bench.batch_sizes={list(self.batch_sizes)} must be a non-empty list of sizes >= 1")
-        _check(self.fixed_tokens >= 1 and self.repeats >= 1, "bench.fixed_tokens and bench.repeats must be >= 1")
+        _check_sizes("bench.batch_sizes", self.batch_sizes)
+        for name in ("latency_sentences", "fixed_tokens", "repeats"):
+            _check(getattr(self, name) >= 1, f"bench.{name}={getattr(self, name)} must be >= 1")
+        _check(self.warmup >= 0, f"bench.warmup={self.warmup} must be >= 0")
+
+
+def _check_sizes(key: str, sizes: list[int]) -> None:
+    _check(len(sizes) > 0 and min(sizes) >= 1, f"{key}={list(sizes)} must be a non-empty list of sizes >= 1")
 
 
 @dataclass
@@ -193,16 +198,23 @@ def register() -> None:
     ConfigStore.instance().store(name="schema", node=RunConfig)
 
 
-def validate(cfg: DictConfig) -> RunConfig:
-    """Check the composed config before anything is built. Raises ConfigError with a one-line message."""
+def typed(cfg: DictConfig, schema: type | None = None, prefix: str = ""):
+    """The config built as its dataclasses, which runs their checks (`schema`: the dataclass of an untyped node);
+    OmegaConf's own errors (a wrong type, an unknown key) become one-line ConfigErrors naming the key."""
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        run: RunConfig = OmegaConf.to_object(cfg)
+        return OmegaConf.to_object(cfg if schema is None else OmegaConf.merge(OmegaConf.structured(schema), cfg))
     except ConfigError:
         raise
     except OmegaConfBaseException as e:
-        raise ConfigError(str(e).splitlines()[0]) from None
+        key = f"{prefix}{e.full_key}: " if prefix and getattr(e, "full_key", None) else ""
+        raise ConfigError(key + str(e).splitlines()[0]) from None
+
+
+def validate(cfg: DictConfig) -> RunConfig:
+    """Check the composed config before anything is built. Raises ConfigError with a one-line message."""
+    run: RunConfig = typed(cfg)
     arch, task = run.arch, run.task.name
     if task not in arch.models:
         pairs = ", ".join(f"arch={a} task={t}" for a, t in valid_pairs())

@@ -49,7 +49,7 @@ def run_main(run_dir: Path, *overrides: str) -> dict:
     return json.loads((Path(run_dir) / "results.json").read_text())
 
 
-def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`python -m src.run <args>` as a user types it."""
-    return subprocess.run([sys.executable, "-m", "src.run", *args], cwd=ROOT, capture_output=True, text=True,
+def run_cli(*args: str, timeout: int = 300, module: str = "src.run") -> subprocess.CompletedProcess:
+    """`python -m src.run <args>` (or another entry point: src.bench, src.report) as a user types it."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)

@@ -133,6 +133,40 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
         assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
 
 
+def test_no_readable_run_is_refused_and_a_partial_sweep_names_the_unreadable(tmp_path):
+    """Nothing readable: one `error:` line, exit 2, no report and no W&B run of 0 configurations. One readable run
+    among them: the report is written, and one line names every run it leaves out. Run dirs are never modified."""
+    sweep = tmp_path / "sweep"
+    members = {"0_encdec_s0/results.json": '{"arch": "encd',  # truncated
+               "1_encdec_s1/status.json": json.dumps({"state": "failed", "error": "RuntimeError: disk full"}),
+               "2_nar_s0/.hydra/config.yaml": "seed: 0\n"}  # started, never finished
+    for path, text in members.items():
+        (sweep / path).parent.mkdir(parents=True)
+        (sweep / path).write_text(text)
+    before = tree_hashes(sweep)
+    out = report_cli(sweep, tmp_home=tmp_path)
+    assert "Traceback" not in out.stderr and len(out.stderr.splitlines()) == 1, out.stderr
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"error: no readable run under {sweep} (3 unreadable: 0_encdec_s0 (unreadable: "
+                                 "results.json: ")
+    assert "1_encdec_s1 (failed: RuntimeError: disk full)" in out.stderr and "2_nar_s0 (unfinished" in out.stderr
+    assert not (sweep / "report").exists() and tree_hashes(sweep) == before
+
+    finished = {"arch": "encdec", "task": "translation", "data": "synthetic", "size": "small", "seed": 0,
+                "headline_metric": "test/bleu", "metrics": {"test/bleu": 1.5}}
+    (sweep / "3_encdec_s2").mkdir()
+    (sweep / "3_encdec_s2" / "results.json").write_text(json.dumps(finished))
+    before = tree_hashes(sweep)
+    out = report_cli(sweep, "--no-wandb-log", tmp_home=tmp_path)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    [line] = [line for line in out.stdout.splitlines() if "unreadable" in line]
+    assert line.startswith("not in the table, 3 unreadable: 0_encdec_s0 (unreadable: results.json: ")
+    assert all(name in line for name in ("1_encdec_s1", "2_nar_s0")) and "3_encdec_s2" not in line
+    [row] = list(csv.DictReader((sweep / "report" / "report.csv").open()))
+    assert (row["arch"], float(row["metric_mean"])) == ("encdec", 1.5)
+    assert tree_hashes(sweep) == before
+
+
 def test_bleu_per_source_length_bucket():
     rows = [{"variant": "", "source": "a b c", "reference": "the cat sat on the mat", "hypothesis": "the cat sat on the mat"},
             {"variant": "", "source": " ".join(["w"] * 12), "reference": "the cat sat on the mat",

@@ -3,9 +3,11 @@ eagerly and compiled (CPU inductor; CUDA graphs when a GPU is present)."""
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from src.models import generation
 from src.models.generation import beam_search, generate, greedy, sample
+from src.models.nar import CMLM
 from src.models.static_decode import StaticDecoder, static_decoder
 from src.models.transformer import DecoderLM, EncoderDecoder, PrefixLM
 from src.models.vocab import EOS, PAD
@@ -138,6 +140,43 @@ def test_compiled_static_step_matches_eager_on_cpu():
 def test_cuda_graph_static_step_matches_eager():
     torch._dynamo.reset()
     _compiled_matches_eager("cuda")
+
+
+def test_buffers_made_under_inference_mode_serve_calls_outside_it():
+    """A run's test stage decodes under inference_mode, its speed timing under no_grad, on the same pooled buffers."""
+    model, src = model_and_src(EncoderDecoder, batch=2)
+    dec = StaticDecoder(model)
+    with torch.inference_mode():
+        first = generate(dec, src, "beam", 12, beam_size=3)
+    assert torch.equal(generate(dec, src, "beam", 12, beam_size=3), first)
+    assert torch.equal(first, generate(model, src, "beam", 12, beam_size=3))
+
+
+# (method, batch) calls in one process from a cold compiler; beam: 3 beams, so its step runs at 3·batch rows
+CALL_ORDERS = {
+    "beam first": [("beam", 2)],
+    "greedy B=1, then beam": [("greedy", 1), ("beam", 1)],
+    "greedy B=1, B=7, B=1": [("greedy", 1), ("greedy", 7), ("greedy", 1)],
+    "NAR after AR": [("greedy", 2), ("nar", 2)],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("order", CALL_ORDERS)
+def test_compiled_fast_paths_work_in_any_call_order(order):
+    """generate(..., compile=True) gives the eager tokens (fp32: identical) whatever came before it: the first step at
+    a new batch size (a beam's B·k expansion included) compiles its graph instead of failing or reusing another."""
+    torch._dynamo.reset()
+    model, src = model_and_src(EncoderDecoder, batch=7)
+    torch.manual_seed(1)
+    nar = CMLM(V, **SIZE).eval()
+    for method, batch in CALL_ORDERS[order]:
+        m, kw = (nar, {"passes": 2}) if method == "nar" else (model, {"beam_size": 3})
+        fast = generate(m, src[:batch], method, 12, compile=True, **kw)
+        assert torch.equal(fast, generate(m, src[:batch], method, 12, **kw)), (method, batch)
+    graphs = counters["stats"]["unique_graphs"]
+    assert torch.equal(generate(m, src[:batch], method, 12, compile=True, **kw), fast)
+    assert counters["stats"]["unique_graphs"] == graphs  # the same call again compiles nothing: guards pass
 
 
 def test_periodic_finished_check_cuts_trailing_pads(monkeypatch):

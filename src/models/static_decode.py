@@ -54,7 +54,6 @@ class StaticState:
     next_pos: torch.Tensor
     pos: torch.Tensor
     memory_mask: torch.Tensor | None
-    compiled: bool = False  # a step of this layout has run through the compiled step (its graph exists)
 
     def tensors(self) -> list[torch.Tensor]:
         """Every tensor with a batch dimension first (pos, shared by all rows, excluded)."""
@@ -107,7 +106,7 @@ class StaticDecoder:
     def __init__(self, model, compile: bool = False):
         self._model = weakref.ref(model)  # weak: the per-model registry below must not keep the model alive
         self.cuda = model.lm_head.weight.is_cuda
-        self._step, self.compiled = static_step, compile
+        self._step = static_step
         if compile:
             self._step = torch.compile(static_step, mode="reduce-overhead" if self.cuda else None)
         self._pool: dict[tuple, list[torch.Tensor]] = {}  # buffers by layout, reused across calls
@@ -156,7 +155,8 @@ class StaticDecoder:
         if key not in self._pool:
             if len(self._pool) >= MAX_LAYOUTS:  # forget the oldest layout
                 self._pool.pop(next(iter(self._pool)))
-            self._pool[key] = [torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in tensors]
+            with torch.inference_mode(False):  # normal tensors: a test stage's buffers are reused outside it
+                self._pool[key] = [torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in tensors]
             if self.cuda:
                 for buf in self._pool[key]:
                     torch._dynamo.mark_static_address(buf)
@@ -185,13 +185,8 @@ class StaticDecoder:
                      else self._linears[0].weight.dtype)
             for lin, forward in zip(self._linears, self._forwards_for(dtype)):  # the instance dict directly:
                 vars(lin)["forward"] = forward  # nn.Module's __setattr__/__delattr__ cost 39 µs a step for 22 Linears
-        try:
-            if not (self.compiled and state.compiled):
-                state.compiled = self.compiled
-                return self._step(self.model, tok, state)
-            # this layout's graph exists and nothing the guards check changes within a search: skip them
-            with torch.compiler.set_stance(skip_guard_eval_unsafe=True):
-                return self._step(self.model, tok, state)
+        try:  # every step is guarded: a new batch size, source length or dtype compiles its graph, never a wrong one
+            return self._step(self.model, tok, state)
         finally:
             for lin in self._linears:
                 del vars(lin)["forward"]  # back to nn.Linear.forward

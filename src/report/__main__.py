@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         from .aggregate import parse_buckets
-        from .collect import collect, collect_wandb
+        from .collect import collect, collect_wandb, unreadable
         from .write import log_to_wandb, print_table, write_report
 
         buckets = parse_buckets(args.buckets)
@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         members = collect(args.paths) if args.paths else []
         if args.wandb:
             members += collect_wandb(args.wandb, args.group)
+        if not any(m.record for m in members):  # nothing to compare: no empty table, no W&B run of 0 configurations
+            where = ", ".join([*map(str, args.paths), *([f"wandb:{args.wandb}"] if args.wandb else [])])
+            raise ConfigError(f"no readable run under {where} ({unreadable(members)})")
         out = (args.out or default_out(args.paths)).resolve()
         known = {k for m in members for k in (m.record or {}).get("metrics", {})}
         if args.metric and args.metric not in known:

@@ -102,6 +102,13 @@ def read_member(run_dir: Path) -> Member:
                   history_of(run_dir, None))
 
 
+def unreadable(members: list[Member]) -> str:
+    """'N unreadable: <run> (<state>: <why>), ...' for the members without a readable results.json (one line)."""
+    missing = [m for m in members if not m.record]
+    why = [f"{Path(m.where).name} ({m.state}" + (f": {m.error.splitlines()[0]})" if m.error else ")") for m in missing]
+    return f"{len(missing)} unreadable: {', '.join(why)}"
+
+
 def collect(paths: list[Path]) -> list[Member]:
     dirs = find_run_dirs(paths)
     if not dirs:

@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .aggregate import _get, aggregate, bleu_by_length, by_batch_curve, config_of, crossover
-from .collect import Member
+from .collect import Member, unreadable
 
 TABLE_MEASURES = ("metric", "params", "train_tokens_per_s")
 
@@ -152,6 +152,7 @@ def markdown(result: dict, members: list[Member]) -> str:
 
 def print_table(result: dict) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     rows, measures = result["rows"], table_columns(result["rows"])
@@ -166,8 +167,8 @@ def print_table(result: dict) -> None:
     if not console.is_terminal:  # piped / logged: keep the table's columns whole
         console = Console(width=220)
     console.print(table)
-    for m in result["failed"]:
-        console.print(f"[red]{m.state}[/red] {m.where}: {m.error}")
+    if result["failed"]:  # one line naming every member the table leaves out, and why
+        console.print("[red]not in the table[/red], " + escape(unreadable(result["failed"])), soft_wrap=True)
     for note in result["notes"]:
         console.print(f"note: {note}")
 

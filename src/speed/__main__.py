@@ -18,10 +18,11 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import ConfigError
-from .config import SpeedConfig, speed_config
+from .config import SpeedConfig, validate
 from .runtime import use_tcmalloc
 
 NODE, OLD_NODE = "speed", "bench"
@@ -52,6 +53,21 @@ def spec_of(cfg: DictConfig, s: SpeedConfig) -> dict:
                 seed=s.seed)
 
 
+def refuse(e: ConfigError) -> None:
+    print("error: " + re.sub(rf"\b{NODE}\.", f"{_shown['node']}.", str(e)), file=sys.stderr)
+    sys.exit(2)
+
+
+class SpeedGuard(Callback):
+    """Validate the config before Hydra creates the run directory (single runs): a refused bench writes nothing."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        try:
+            validate(config)
+        except ConfigError as e:
+            refuse(e)
+
+
 def _wandb(result: dict, run_dir: Path, mode: str) -> None:
     if mode == "disabled":
         return
@@ -72,12 +88,12 @@ def _wandb(result: dict, run_dir: Path, mode: str) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parents[2] / "conf"), config_name="speed")
 def main(cfg: DictConfig) -> None:
+    _shown["started"] = True
     try:
-        speed = speed_config(cfg.speed)
+        speed = validate(cfg)
         spec = spec_of(cfg, speed)
     except ConfigError as e:
-        print("error: " + re.sub(rf"\b{NODE}\.", f"{_shown['node']}.", str(e)), file=sys.stderr)
-        sys.exit(2)
+        refuse(e)
     import torch
 
     from .compare import benchmark, markdown
@@ -100,7 +116,12 @@ def cli(node: str = NODE) -> None:
     use_tcmalloc()  # ARCHBENCH_MALLOC=tcmalloc: re-executes on tcmalloc (src/speed/runtime.py)
     _shown["node"] = node
     sys.argv[1:] = aliased(sys.argv[1:])
-    main()
+    try:
+        main()
+    except SystemExit as e:  # Hydra exits 1 on a bad override before the task starts: bad input too (2)
+        if e.code == 1 and not _shown.get("started"):
+            sys.exit(2)
+        raise
 
 
 if __name__ == "__main__":

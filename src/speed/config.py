@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig
 
-from ..config import ConfigError
+from ..config import ConfigError, DecodeConfig, SizeConfig, typed
 
 METHODS = ("greedy", "beam", "sample")
 MODES = ("fixed", "natural")
@@ -55,6 +54,7 @@ class SpeedConfig:
 
     def __post_init__(self):
         for key, valid in (("methods", METHODS), ("modes", MODES)):
+            _require(len(getattr(self, key)) > 0, f"speed.{key}=[] is empty; choose among: {', '.join(valid)}")
             bad = [m for m in getattr(self, key) if m not in valid]
             _require(not bad, f"speed.{key} has {bad[0] if bad else ''}; choose among: {', '.join(valid)}")
         _require(self.device in DEVICES, f"speed.device={self.device} is not valid; choose one of: cpu, cuda")
@@ -75,8 +75,12 @@ class SpeedConfig:
 
 def speed_config(node: DictConfig) -> SpeedConfig:
     """The composed `speed` node, typed and validated; a bad type or value is a one-line ConfigError."""
-    try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SpeedConfig), node))
-    except OmegaConfBaseException as e:
-        key = f"speed.{e.full_key}" if getattr(e, "full_key", None) else "speed"
-        raise ConfigError(f"{key}: {str(e).splitlines()[0]}") from None
+    return typed(node, SpeedConfig, "speed.")
+
+
+def validate(cfg: DictConfig) -> SpeedConfig:
+    """The whole composed config of `python -m src.speed`: its size and decode groups checked as a run checks them,
+    and its typed speed node."""
+    for key, schema in (("size", SizeConfig), ("decode", DecodeConfig)):
+        typed(cfg[key], schema, f"{key}.")
+    return speed_config(cfg.speed)

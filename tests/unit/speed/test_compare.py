@@ -4,7 +4,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from src.speed import peers
+from tests.conftest import run_cli
 
 TINY = ["size=tiny", "bench.vocab=100", "bench.src_len=6", "bench.new_tokens=4", "bench.batch_sizes=[1,2]",
         "bench.train_batch=2", "bench.beam_batch_sizes=null", "bench.repeats=1", "bench.warmup=0", "bench.wandb=disabled", "bench.modes=[fixed,natural]"]
@@ -38,3 +41,26 @@ def test_bench_rejects_a_bad_method(tmp_path):
     p = subprocess.run([sys.executable, "-m", "src.bench", "bench.methods=[fast]", f"hydra.run.dir={tmp_path}"],
                        capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.startswith("error: bench.methods has fast")
+
+
+@pytest.mark.parametrize("module,override,message", [
+    ("src.bench", "bench.batch_sizes=[0]", "bench.batch_sizes=[0] must be a non-empty list of sizes >= 1"),
+    ("src.bench", "bench.repeats=0", "bench.repeats=0 must be >= 1"),
+    ("src.bench", "bench.warmup=-1", "bench.warmup=-1 must be >= 0"),
+    ("src.bench", "bench.new_tokens=0", "bench.new_tokens=0 must be >= 1"),
+    ("src.bench", "bench.modes=[]", "bench.modes=[] is empty; choose among: fixed, natural"),
+    ("src.bench", "bench.repeats=abc", "bench.repeats: Value 'abc' of type 'str' could not be converted to Integer"),
+    ("src.bench", "size.n_heads=5",
+     "size.d_model=256 is not divisible by size.n_heads=5; choose n_heads among 1, 2, 4, 8, 16, 32, 64"),
+    ("src.run", "bench.batch_sizes=[0]", "bench.batch_sizes=[0] must be a non-empty list of sizes >= 1"),
+    ("src.run", "bench.repeats=0", "bench.repeats=0 must be >= 1"),
+])
+def test_bench_config_is_refused_in_one_line(tmp_path, module, override, message):
+    """A bad bench value (the speed tool's or the run's own bench) is one `error:` line and exit 2, before anything
+    is written: no traceback, no run directory."""
+    p = run_cli(override, f"hydra.run.dir={tmp_path / 'out'}", module=module)
+    assert "Traceback" not in p.stderr
+    assert (p.returncode, p.stderr) == (2, f"error: {message}\n")
+    assert not (tmp_path / "out").exists()
+
+
