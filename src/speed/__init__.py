@@ -1,0 +1,1 @@
+"""Speed: timing of our models and of their peers."""
