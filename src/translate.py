@@ -6,7 +6,9 @@ running the model. With `translate.nbest=N` (decode=beam, N <= decode.beam_size)
 translations, best first, separated by tabs. A sentence longer than `data.max_length` tokens (the run's; may be
 overridden as data.max_length=…) is translated from its first data.max_length tokens, as in training, with one
 `warning:` line on stderr for the first such line. Lines are read `translate.batch_size` at a time (1 when stdin is a
-terminal), so output follows input as a pipe is read. Bad input: one `error:` line, exit 2.
+terminal), so output follows input as a pipe is read; within them, sentences are batched by length, with
+`decode.max_len_a · S + max_len_b` output tokens at most, S the batch's longest source (as in training's test and
+src.eval, which give the same translations for the same batch). Bad input: one `error:` line, exit 2.
 """
 from __future__ import annotations
 
