@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import nullcontext
 import os
 import sys
 from dataclasses import dataclass
@@ -126,21 +127,13 @@ def apply_overrides(cfg: DictConfig, overrides: list) -> DictConfig:
             elif ov.is_delete():
                 raise ConfigError(f"~{key}: deleting keys of a finished run's config is not supported")
             else:
-                with open_dict(cfg) if ov.is_add() else _nullcontext():
+                with open_dict(cfg) if ov.is_add() else nullcontext():
                     OmegaConf.update(cfg, key, value, merge=True)
         except ConfigError:
             raise
         except Exception as e:
             raise ConfigError(f"{ov.input_line}: {str(e).splitlines()[0]}") from None
     return cfg
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *a):
-        return False
 
 
 def parse_cli(argv: list[str], tool: str, groups: tuple[str, ...] = RUN_GROUPS) -> tuple[DictConfig, list]:

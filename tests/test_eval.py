@@ -169,3 +169,15 @@ def test_classification_run_labels_travel_with_it(tmp_path):
     first = json.loads(lines[0])
     assert set(first["probabilities"]) == {"neg", "pos"} and sum(first["probabilities"].values()) == pytest.approx(1, abs=1e-4)
     assert first["label"] == max(first["probabilities"], key=first["probabilities"].get)
+
+
+def test_the_checkpoint_is_best_when_there_is_one(tmp_path):
+    from src.trained import checkpoint_of
+
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(ConfigError, match="holds no checkpoint"):
+        checkpoint_of(tmp_path)
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert checkpoint_of(tmp_path).name == "last.ckpt"
+    (tmp_path / "checkpoints" / "best.ckpt").write_bytes(b"")  # model selection on validation (another issue)
+    assert checkpoint_of(tmp_path).name == "best.ckpt"
