@@ -22,11 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from .callbacks import DivergenceGuard, Diverged, GracefulStop, Interrupted, MetricHistory, ProgressLog, TrainClock
 from .cluster import cluster_info
 from .config import ConfigError, RunConfig
-from .data.build import build_datamodule
 from .results import SCHEMA_VERSION, git_commit, run_key, write_results
 from .run_dir import LAST_CHECKPOINT, RunDir
 from .speed.inference import inference_report
 from .speed.runtime import compile_model, set_threads, warn_if_slow_bf16
+from .trained import build_run_datamodule
 
 log = logging.getLogger("archbench")
 
@@ -88,7 +88,7 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
     log.info(f"archbench · arch={spec.arch.name} task={spec.task.name} data={spec.data.name} size={spec.size.name} "
              f"seed={spec.seed} · run dir {rd.path}" + (f" · resuming from {resume}" if resume else ""))
 
-    dm = build_datamodule(cfg, spec)
+    dm = build_run_datamodule(cfg, spec, rd.path)  # + tokenizer.json, data.json in the run dir (src/trained.py)
     model, module = build_module(cfg, spec, dm)
     wandb_id = rd.status().get("wandb_id") or f"{key}-{secrets.token_hex(3)}"  # one W&B run over all segments
     rd.set_status("running", run_key=key, wandb_id=wandb_id)

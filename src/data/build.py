@@ -7,10 +7,16 @@ only in the model's initialisation and data order; set `data.seed=${seed}` to va
 (`debug=fast` uses it). The tokenizer and the encoded splits are cached under `data.cache_dir`
 (default ~/.cache/archbench, env ARCHBENCH_CACHE_DIR; `null` turns caching off), keyed by the data identity's
 content hash and the tokenizer settings, so a second run on the same data starts training within seconds.
+
+Evaluating a finished run (src/eval.py) builds a data module of the *run's* tokenizer and label set on a data set
+that may hold a test split only: `build_datamodule(cfg, spec, tokenizer=…, labels=…, splits=("test",))`.
+Knowledge distillation gets its teacher as a callable (`teacher(run_dir, sources) -> targets`, src/trained.py), so
+nothing here imports the code that rebuilds a finished run.
 """
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -31,23 +37,35 @@ log = logging.getLogger("archbench")
 CACHE_VERSION = 1  # bump when tokenizer training or encoding changes
 
 
-def load_raw(cfg, spec) -> DatasetDict:
-    """The raw splits of `data.tasks[task]`, limited by `data.limit`."""
+def load_raw(cfg, spec, splits: tuple[str, ...] = SPLITS, teacher=None) -> DatasetDict:
+    """The raw `splits` of `data.tasks[task]`, limited by `data.limit`. A loader that takes `splits` (the local
+    file loaders) reads only those files; of any other loader's output only those splits are kept."""
     data = spec.data
     loader = instantiate(cfg.data.tasks[spec.task.name])
-    raw = loader(root=os.path.expanduser(data.root), seed=data.seed)
+    kwargs = {"splits": list(splits)} if splits != SPLITS and "splits" in inspect.signature(loader.func).parameters else {}
+    raw = loader(root=os.path.expanduser(data.root), seed=data.seed, **kwargs)
     if not getattr(raw, "source", None):  # generated data: the generator and its arguments are the source
         raw.source = f"{loader.func.__module__}.{loader.func.__name__}(seed={data.seed}, " + ", ".join(
             f"{k}={v}" for k, v in loader.keywords.items()) + ")"
-    missing = [s for s in SPLITS if s not in raw]
+    missing = [s for s in splits if s not in raw]
     if missing:
         raise ConfigError(f"data={data.name}: the loader returned no {', '.join(missing)} split")
-    raw = apply_limit(raw, dict(data.limit or {}))
-    if data.distill_from:
+    if set(raw) != set(splits):
+        raw = _keep(raw, splits)
+    raw = apply_limit(raw, {k: v for k, v in dict(data.limit or {}).items() if k in splits or k not in SPLITS})
+    if data.distill_from and "train" in splits:
         from .distill import distill
 
-        raw = distill(raw, data.distill_from, data.cache_dir)
+        raw = distill(raw, data.distill_from, data.cache_dir, translate=teacher)
     return raw
+
+
+def _keep(raw: DatasetDict, splits) -> DatasetDict:
+    out = DatasetDict({s: raw[s] for s in splits})
+    for attr in ("source", "blocks"):
+        if hasattr(raw, attr):
+            setattr(out, attr, getattr(raw, attr))
+    return out
 
 
 def apply_limit(raw: DatasetDict, limit: dict) -> DatasetDict:
@@ -77,11 +95,19 @@ def _save_atomically(target: Path, save) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def build_datamodule(cfg, spec) -> TextDataModule:
+def build_datamodule(cfg, spec, tokenizer: Tokenizer | None = None, labels: list[str] | None = None,
+                     splits: tuple[str, ...] = SPLITS, teacher=None) -> TextDataModule:
+    """The data module of `cfg`. With `tokenizer` (a finished run's), nothing is trained or cached: the splits are
+    encoded with it and `labels` (the run's label set) names the classes; `teacher`: see load_raw / distill."""
     task, data = spec.task.name, spec.data
-    raw = load_raw(cfg, spec)
+    raw = load_raw(cfg, spec, splits, teacher)
     identity = data_identity(data.name, raw)
     bos_eos = not getattr(raw, "blocks", False)  # fixed-length blocks of running text: no sentence boundaries
+    if tokenizer is not None:
+        dm = TextDataModule(task, raw, tokenizer, data.batch_size, data.eval_batch_size, data.max_length, spec.seed,
+                            bos_eos=bos_eos, labels=labels)
+        dm.identity = identity
+        return dm
     tok_key = _key(CACHE_VERSION, identity["hash"], task, data.tokenizer, data.vocab_size)
     enc_key = _key(tok_key, data.max_length, bos_eos)
     cache = Path(os.path.expanduser(data.cache_dir)) if data.cache_dir else None

@@ -77,10 +77,12 @@ def pad(seqs: list[list[int]]) -> torch.Tensor:
 class TextDataModule(L.LightningDataModule):
     def __init__(self, task: str, raw: DatasetDict, tokenizer: Tokenizer, batch_size: int = 64,
                  eval_batch_size: int = 128, max_length: int = 256, seed: int = 0, bos_eos: bool = True,
-                 splits: DatasetDict | None = None):
-        """`splits`: already encoded splits (from the cache) instead of encoding `raw` here."""
+                 splits: DatasetDict | None = None, labels: list[str] | None = None):
+        """`splits`: already encoded splits (from the cache) instead of encoding `raw` here. `labels`: the class
+        names in index order (a finished run's label set), else read from the training split."""
         super().__init__()
         self.task, self.raw, self.tokenizer, self.bos_eos = task, raw, tokenizer, bos_eos
+        self._labels = list(labels) if labels is not None else None
         self.batch_size, self.eval_batch_size, self.max_length, self.seed = batch_size, eval_batch_size, max_length, seed
         self._check_splits(raw)
         self.splits = dict(splits) if splits is not None else {name: self._encode(ds) for name, ds in raw.items()}
@@ -100,8 +102,17 @@ class TextDataModule(L.LightningDataModule):
     def n_classes(self) -> int:
         if self.task != "classification":
             return 0
+        return len(self.label_names)
+
+    @property
+    def label_names(self) -> list[str]:
+        """Class names in index order: the given label set, else the training split's (ClassLabel names, or the
+        class indices 0..max as strings for integer labels)."""
+        if self._labels is not None or self.task != "classification":
+            return self._labels or []
         label = self.raw["train"].features["label"]
-        return getattr(label, "num_classes", None) or max(self.raw["train"]["label"]) + 1
+        names = getattr(label, "names", None)
+        return list(names) if names else [str(i) for i in range(max(self.raw["train"]["label"]) + 1)]
 
     def _encode(self, ds):
         def encode(batch, index):

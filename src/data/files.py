@@ -5,6 +5,8 @@ returns a `datasets.DatasetDict` with train / validation / test splits of *raw* 
 read in `.source`. Bad data is a `ConfigError` (one line, exit 2): a missing or unreadable file, parallel files of
 different lengths, an empty training split, bytes that are not UTF-8 (file and line), a label outside the label set.
 
+`splits` (the parallel and TSV loaders): read only these splits' files, e.g. `["test"]` when a finished run is
+evaluated on a data set that has nothing else (src/eval.py); the training-file checks then do not apply.
 `seed` is unused here (nothing in these loaders is random); every loader takes it so all are called alike.
 Plain text for LM follows nanoGPT's split of tiny Shakespeare: the first 90 % of the characters are train, the last
 10 % validation (and, by default, also test: nanoGPT reports the loss on that split). Each split is cut into
@@ -56,10 +58,18 @@ def _dataset_dict(columns: dict[str, dict[str, list]], files: dict[str, list[str
     return out
 
 
-def _split_files(files: dict) -> dict[str, str]:
-    """split -> file; with only one held-out file it serves as both validation and test (never train)."""
+def _split_files(files: dict, splits: list[str] | None = None) -> dict[str, str]:
+    """split -> file; with only one held-out file it serves as both validation and test (never train).
+    `splits`: only these splits, each of which must have a file (test: or the validation file)."""
     files = {k: v for k, v in files.items() if v}
     unknown = set(files) - set(SPLITS)
+    if splits is not None and not unknown:
+        held_out = files.get("test") or files.get("validation")
+        out = {s: files.get(s) or (held_out if s != "train" else None) for s in splits}
+        if not all(out.values()):
+            raise ConfigError(f"data files: {dict(files)} name no file for the {', '.join(s for s in out if not out[s])} "
+                              "split")
+        return out
     if unknown or "train" not in files or not ({"validation", "test"} & set(files)):
         raise ConfigError(f"data files: {dict(files)} must name train and a validation or test file "
                           f"(splits: {', '.join(SPLITS)})")
@@ -69,11 +79,11 @@ def _split_files(files: dict) -> dict[str, str]:
 
 
 def parallel(root, seed: int = 0, path: str = ".", src_lang: str = "en", tgt_lang: str = "de",
-             files: dict | None = None) -> DatasetDict:
+             files: dict | None = None, splits: list[str] | None = None) -> DatasetDict:
     """`<root>/<path>/<file>.<lang>` for each split; line i of the source file translates line i of the target.
     `files` maps split -> file stem (e.g. test: test_2016_flickr); with one held-out file it is both validation
     and test."""
-    files = _split_files(files or {"train": "train", "validation": "valid", "test": "test"})
+    files = _split_files(files or {"train": "train", "validation": "valid", "test": "test"}, splits)
     base = Path(root) / path
     columns, source = {}, {}
     for split, stem in files.items():
@@ -89,16 +99,18 @@ def parallel(root, seed: int = 0, path: str = ".", src_lang: str = "en", tgt_lan
 
 def tsv(root, seed: int = 0, path: str = ".", files: dict | None = None, text_column: str | int = "sentence",
         label_column: str | int = "label", header: bool = True, delimiter: str = "\t",
-        labels: list | None = None) -> DatasetDict:
+        labels: list | None = None, splits: list[str] | None = None) -> DatasetDict:
     """Delimited text with a text and a label column, chosen by header name (header: true) or 0-based index.
     Text is stripped of surrounding whitespace (GLUE's SST-2 has a space before the tab). `labels` is the label
     set in class-index order (default: the sorted labels of the training file); any other label is an error."""
-    files = _split_files(files or {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"})
+    files = _split_files(files or {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}, splits)
     base = Path(root) / path
     rows = {split: _read_table(base / name, text_column, label_column, header, delimiter)
             for split, name in files.items()}
-    if not rows["train"][1]:
+    if "train" in rows and not rows["train"][1]:
         raise ConfigError(f"the training split is empty: {rows['train'][0]}")
+    if labels is None and "train" not in rows:
+        raise ConfigError("data: without a training file the label set must be given (labels: [...])")
     names = [str(x) for x in labels] if labels is not None else sorted({lab for _, lab in rows["train"][2]})
     index = {name: i for i, name in enumerate(names)}
     columns = {}

@@ -47,7 +47,7 @@ def mean_std(values) -> tuple[float | None, float | None, int]:
 
 def measures(record: dict, metric: str | None = None) -> dict:
     """The per-run numbers a row averages: headline metric (`metric`, default the run's own), params, train
-    tokens/s, inference per decoding."""
+    tokens/s, inference per decoding, and the headline metric of each evaluation (`eval:<name>`, src/eval.py)."""
     headline = metric or record.get("headline_metric")
     out = {"metric": _get(record, "metrics", headline) if headline else None,
            "params": record.get("params"), "train_tokens_per_s": _get(record, "train", "tokens_per_s")}
@@ -55,6 +55,8 @@ def measures(record: dict, metric: str | None = None) -> dict:
         if isinstance(d, dict):
             out[f"{variant}/latency_ms"] = d.get("latency_ms_batch1")
             out[f"{variant}/tokens_per_s"] = d.get("throughput_tokens_per_s")
+    for name, ev in (record.get("evals") or {}).items():  # python -m src.eval: the headline metric per test set
+        out[f"eval:{name}"] = _get(ev, "metrics", headline) if headline else None
     return out
 
 

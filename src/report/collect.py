@@ -13,7 +13,7 @@ from pathlib import Path
 from ..config import ConfigError
 
 MARKERS = ("results.json", "status.json", ".hydra")
-SKIP = {"report", "wandb", "checkpoints", "csv", ".hydra", ".submitit"}
+SKIP = {"report", "wandb", "checkpoints", "csv", ".hydra", ".submitit", "eval"}
 
 
 @dataclass
@@ -87,12 +87,25 @@ def read_hypotheses(run_dir: Path) -> list[dict]:
     return rows
 
 
+def read_evals(run_dir: Path) -> dict[str, dict]:
+    """name -> the record of <run_dir>/eval/<name>/results.json (python -m src.eval), readable ones only."""
+    out = {}
+    for path in sorted((run_dir / "eval").glob("*/results.json")):
+        record = _read_json(path)
+        if isinstance(record, dict):
+            out[path.parent.name] = record
+    return out
+
+
 def read_member(run_dir: Path) -> Member:
     results = run_dir / "results.json"
     if results.exists():
         record = _read_json(results)
         if isinstance(record, Exception) or not isinstance(record, dict):
             return Member(str(run_dir), None, "unreadable", f"results.json: {record}")
+        evals = read_evals(run_dir)
+        if evals:  # in memory only: the report's extra columns, one per eval name
+            record = {**record, "evals": evals}
         return Member(str(run_dir), record, "finished", None, history_of(run_dir, record), read_hypotheses(run_dir))
     status = _read_json(run_dir / "status.json") if (run_dir / "status.json").exists() else None
     if isinstance(status, dict):

@@ -35,6 +35,11 @@ class ClassificationModule(TaskModule):
     def on_test_epoch_start(self):
         self._predictions: dict[int, int] = {}  # raw test row -> predicted class
 
+    @property
+    def predictions(self) -> dict[int, int]:
+        """Raw test row -> predicted class index, from the last test epoch."""
+        return self._predictions
+
     def on_test_epoch_end(self):
         """Samples: raw test texts drawn across lengths (seeded), with their label and the prediction."""
         text, label = list(self.dm.raw["test"]["text"]), list(self.dm.raw["test"]["label"])

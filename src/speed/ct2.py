@@ -1,0 +1,122 @@
+"""CTranslate2 decoding speed of an exported model (src/export.py), measured in its own subprocess.
+
+In one process CTranslate2's and torch's OpenMP pools slow each other down (measured ~2.5× on 2 cores), and the best
+`intra_threads` is not always all cores (7× slower with 2 than with 1 at batch 1 on a 2-core VM), so
+`time_ct2(model_dir, …)` runs `python -m src.speed.ct2` (which imports ctranslate2 and numpy, never torch), times every
+(method, batch size) at each thread count (default 1 and all cores), and returns, per (method, batch size), the row
+of the fastest thread count with the others' tokens/s beside it.
+
+Inputs are synthetic: `src_len` random non-special tokens per sentence (seeded). Fixed length, as our benchmark's
+fixed mode: exactly `new_tokens` output tokens per sentence (min = max decoding length, so <eos> cannot end a
+sentence early; `Translator.translate_batch(min_decoding_length=max_decoding_length=N)`,
+`Generator.generate_batch(min_length=max_length=N, include_prompt_in_result=False)`), with <pad>/<bos>/<mask>
+suppressed as in our decoders; the child checks every output has N tokens. Greedy is beam_size 1; beam is
+`beam_size` (default 4). Each setting: `warmup` untimed calls, then the median of `repeats` timed ones, with
+spread = (max - min) / median. Rows (as src/speed/inference.py's): {"method", "batch_size", "threads", "ms_per_sentence",
+"ms_per_token" (ms / output token over the batch), "tokens_per_s", "output_tokens", "spread", "by_threads"}.
+
+    python -m src.speed.ct2 MODEL_DIR '{"batch_sizes": [1, 32], "methods": ["greedy", "beam"]}'   # JSON rows out
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEFAULTS = {"src_len": 32, "new_tokens": 32, "batch_sizes": [1, 32], "methods": ["greedy", "beam"], "beam_size": 4,
+            "threads": None, "warmup": 1, "repeats": 5, "seed": 0}
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def time_ct2(model_dir, timeout: float = 600, **params) -> list[dict]:
+    """The best row per (method, batch size) over the thread counts, timed in a subprocess (see the module doc)."""
+    unknown = set(params) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"time_ct2: unknown parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(DEFAULTS)}")
+    params = {**DEFAULTS, **params}
+    params["threads"] = params["threads"] or sorted({1, os.cpu_count() or 1})
+    proc = subprocess.run([sys.executable, "-m", "src.speed.ct2", str(model_dir), json.dumps(params)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        raise RuntimeError(f"CTranslate2 timing failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
+    return best_rows(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def best_rows(rows: list[dict]) -> list[dict]:
+    """Per (method, batch size): the row with the most tokens/s, with every thread count's tokens/s in by_threads."""
+    out = {}
+    for r in rows:
+        key = (r["method"], r["batch_size"])
+        best = out.get(key)
+        by = {**(best or {}).get("by_threads", {}), str(r["threads"]): r["tokens_per_s"]}
+        if best is None or r["tokens_per_s"] > best["tokens_per_s"]:
+            best = dict(r)
+        best["by_threads"] = by
+        out[key] = best
+    return list(out.values())
+
+
+def measure(model_dir: str, params: dict) -> list[dict]:
+    """Every (threads, method, batch size) row; runs in the child (ctranslate2 + numpy only)."""
+    import ctranslate2
+    import numpy as np
+
+    model_dir = Path(model_dir)
+    info = json.loads((model_dir / "archbench.json").read_text())
+    translator = info["class"].endswith("Translator")
+    vocab_file = next(p for p in ("shared_vocabulary.json", "source_vocabulary.json", "vocabulary.json")
+                      if (model_dir / p).is_file())
+    vocab = json.loads((model_dir / vocab_file).read_text())
+    specials = set(info["special_tokens"].values())
+    words = [t for t in vocab if t not in specials]
+    rng = np.random.default_rng(params["seed"])
+    n, rows = int(params["new_tokens"]), []
+    suppress = info["suppress_sequences"]
+    for threads in params["threads"]:
+        cls = ctranslate2.Translator if translator else ctranslate2.Generator
+        model = cls(str(model_dir), device="cpu", inter_threads=1, intra_threads=int(threads))
+        for method in params["methods"]:
+            beam = 1 if method == "greedy" else int(params["beam_size"])
+            for b in params["batch_sizes"]:
+                batch = [[words[i] for i in rng.integers(0, len(words), params["src_len"])] for _ in range(b)]
+                if translator:
+                    def call():
+                        res = model.translate_batch(batch, beam_size=beam, min_decoding_length=n,
+                                                    max_decoding_length=n, suppress_sequences=suppress)
+                        return [r.hypotheses[0] for r in res]
+                else:
+                    prompts = [s + [info["special_tokens"]["bos"]] for s in batch]
+
+                    def call():
+                        res = model.generate_batch(prompts, beam_size=beam, min_length=n, max_length=n,
+                                                   include_prompt_in_result=False, suppress_sequences=suppress)
+                        return [r.sequences[0] for r in res]
+                for _ in range(int(params["warmup"])):
+                    call()
+                times = []
+                for _ in range(int(params["repeats"])):
+                    t = time.perf_counter()
+                    out = call()
+                    times.append(time.perf_counter() - t)
+                lengths = sorted({len(h) for h in out})
+                if lengths != [n]:
+                    raise RuntimeError(f"fixed length broken: output lengths {lengths}, expected {n}")
+                sec, tokens = statistics.median(times), b * n
+                rows.append({"engine": "ctranslate2", "quantization": info.get("quantization"), "method": method,
+                             "beam_size": beam, "batch_size": b, "threads": int(threads),
+                             "ms_per_sentence": 1000 * sec / b, "ms_per_token": 1000 * sec / tokens,
+                             "tokens_per_s": tokens / sec, "output_tokens": n,
+                             "spread": (max(times) - min(times)) / sec if sec else 0.0})
+        del model
+    return rows
+
+
+if __name__ == "__main__":
+    model_dir, raw = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else "{}")
+    print(json.dumps(measure(model_dir, {**DEFAULTS, **json.loads(raw),
+                                         "threads": json.loads(raw).get("threads") or sorted({1, os.cpu_count() or 1})})))
