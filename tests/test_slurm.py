@@ -1,8 +1,9 @@
 """Sweeps on the real local SLURM cluster (slurm/start.sh): GPU type as a sweep axis, validation before launch,
 failures recorded per member, submit-and-exit, 2-node DDP, and resume after USR1 / USR2 / `scontrol requeue`.
 
-One cluster per test session (started once, every daemon stopped at the end even when a test fails). Skipped only
-when the SLURM binaries are absent (CI installs them: slurm/install.sh).
+One cluster per test session (started once; at the end every process it started, job steps included, is stopped and
+checked gone, even when a test fails). Ports: ARCHBENCH_SLURM_PORT (default 7817) + 100 per xdist worker. Skipped
+only when the SLURM binaries are absent (CI installs them: slurm/install.sh).
 """
 import csv
 import json
@@ -21,26 +22,82 @@ pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm"),
               pytest.mark.skipif(not all(shutil.which(b) for b in ("slurmctld", "slurmd", "slurmdbd", "munged", "mysqld")),
                                  reason="SLURM binaries absent: install them with slurm/install.sh (root, Debian 12)")]
 FAST = ("debug=fast", "logger=csv")
+# the local cluster's small nodes (2 CPUs, 4 GB): the GPU types' per-GPU cpus / memory would never fit
+LOCAL = ("hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1")
+SLURM_DAEMONS = {"slurmstepd", "slurmscriptd", "slurmd", "slurmctld", "slurmdbd"}
+
+
+def cluster_processes(state: Path) -> list[str]:
+    """Live processes of the cluster in `state`: its recorded daemons, and every process whose environment names its
+    slurm.conf and that is a job's (SLURM_JOB_ID) or a SLURM daemon (slurmstepd is reparented to init: no tree)."""
+    conf = f"SLURM_CONF={state / 'slurm.conf'}".encode()
+    recorded = set((state / "pids").read_text().split()[1::2]) if (state / "pids").exists() else set()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            env = (proc / "environ").read_bytes().split(b"\0")
+            comm = (proc / "comm").read_text().strip()
+        except OSError:
+            continue
+        if proc.name in recorded or (conf in env and (comm in SLURM_DAEMONS or any(e.startswith(b"SLURM_JOB_ID=")
+                                                                                   for e in env))):
+            found.append(f"{proc.name} {comm}")
+    return found
+
+
+def start_cluster(state: Path, port: int) -> dict:
+    env = {**os.environ, "ARCHBENCH_SLURM_PORT": str(port)}
+    started = subprocess.run(["bash", str(ROOT / "slurm/start.sh"), str(state)], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    return {**env, "SLURM_CONF": str(state / "slurm.conf")}
+
+
+def stop_cluster(state: Path) -> subprocess.CompletedProcess:
+    stopped = subprocess.run(["bash", str(ROOT / "slurm/stop.sh"), str(state)], capture_output=True, text=True,
+                             timeout=120)
+    left = cluster_processes(state)
+    assert not left, f"processes of the cluster left after slurm/stop.sh: {left}; {stopped.stderr}"
+    return stopped
+
+
+def port_base() -> int:
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+    return int(os.environ.get("ARCHBENCH_SLURM_PORT", 7817)) + 100 * worker
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
     state = tmp_path_factory.mktemp("slurm")
-    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
-    env = {**os.environ, "ARCHBENCH_SLURM_PORT": str(7817 + 100 * worker)}
     try:
-        started = subprocess.run(["bash", str(ROOT / "slurm/start.sh"), str(state)], env=env, capture_output=True,
-                                 text=True, timeout=120)
-        assert started.returncode == 0, started.stderr
-        env["SLURM_CONF"] = str(state / "slurm.conf")
-        yield env
+        yield start_cluster(state, port_base())
     finally:
-        subprocess.run(["bash", str(ROOT / "slurm/stop.sh"), str(state)], capture_output=True, timeout=60)
+        stop_cluster(state)
+
+
+def test_stop_ends_every_process_the_cluster_started_job_steps_included(tmp_path_factory):
+    """Jobs still running at stop: a batch script, a job step (srun) that ignores SIGTERM, and their slurmstepds."""
+    state = tmp_path_factory.mktemp("stop")  # short: slurmstepd's socket path in the spool dir must fit sun_path
+    try:
+        env = start_cluster(state, port_base() + 50)
+        for partition, script in [("h100", "srun bash -c 'trap \"\" TERM; sleep 300'"), ("a100", "sleep 300")]:
+            subprocess.run(["sbatch", "-p", partition, "--wrap", script], env=env, check=True, capture_output=True)
+        deadline = time.time() + 60
+        while sum(p.endswith("sleep") for p in cluster_processes(state)) < 2:
+            assert time.time() < deadline, f"the jobs did not start: {cluster_processes(state)}"
+            time.sleep(0.2)
+        running = cluster_processes(state)
+        assert sum(p.endswith("slurmstepd") for p in running) >= 3, running  # 2 batch steps + the srun step
+    finally:
+        stopped = stop_cluster(state)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
 
 
 def multirun(env, sweep_dir, *args, timeout=300):
     return subprocess.run([sys.executable, "-m", "src.run", "-m", "hydra/launcher=slurm", f"hydra.sweep.dir={sweep_dir}",
-                           *args], cwd=ROOT, env={**env, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"},
+                           *LOCAL, *args], cwd=ROOT, env={**env, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"},
                           capture_output=True, text=True, timeout=timeout)
 
 
