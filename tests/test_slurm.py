@@ -179,18 +179,30 @@ def test_multi_node_request_on_a_one_node_partition_is_refused(cluster, tmp_path
     assert refused.returncode == 2 and "partition=h100 has 1 node" in refused.stderr, refused.stderr
 
 
-def _interrupted_run(cluster, tmp_path, interrupt):
-    """A run long enough to interrupt once it has a checkpoint; returns its results.json and status.json."""
-    queued = multirun(cluster, tmp_path, "hydra.launcher.wait=false", "arch=encdec", *FAST, "trainer.max_steps=60",
-                      "checkpoint_every_n_steps=10", "trainer.val_check_interval=20")
+STEPS = 300  # ~5 s of training on a quiet machine: an interrupt at the first checkpoint lands well inside it
+
+
+def _interrupted_run(cluster, tmp_path, interrupt, when):
+    """A run interrupted once `when` holds (training: its first checkpoint exists; after_training: its test row is
+    in metrics.csv, during a long inference timing); returns its results.json, status.json and run dir."""
+    queued = multirun(cluster, tmp_path, "hydra.launcher.wait=false", "arch=encdec", *FAST,
+                      f"trainer.max_steps={STEPS}", "checkpoint_every_n_steps=10", "trainer.val_check_interval=20",
+                      *(["bench.repeats=50"] if when == "after_training" else []))
     assert queued.returncode == 0, queued.stderr[-2000:]
     (job,) = [line.split(": ")[1].split()[0] for line in queued.stdout.splitlines() if line.startswith("queued")]
-    deadline = time.time() + 120
-    while not list(tmp_path.glob("*/checkpoints/*.ckpt")):
-        assert time.time() < deadline, "no checkpoint within 120 s"
-        time.sleep(0.5)
+
+    def ready():
+        if when == "training":
+            return list(tmp_path.glob("*/checkpoints/*.ckpt"))
+        return any("test/loss" in p.read_text().splitlines()[0] for p in tmp_path.glob("*/csv/metrics.csv"))
+
+    deadline = time.time() + 180
+    while not ready():
+        assert time.time() < deadline, f"not {when} within 180 s"
+        assert not results(tmp_path), "the run finished before it was interrupted"
+        time.sleep(0.1)
     interrupt(job)
-    deadline = time.time() + 240
+    deadline = time.time() + 300
     while not results(tmp_path):
         assert time.time() < deadline, "the requeued run did not finish"
         time.sleep(1)
@@ -198,20 +210,35 @@ def _interrupted_run(cluster, tmp_path, interrupt):
     return json.loads((run_dir / "results.json").read_text()), json.loads((run_dir / "status.json").read_text()), run_dir
 
 
+def uninterrupted_rows(steps: int, val_every: int) -> list[tuple[int, str]]:
+    """metrics.csv's (step, kind) rows of an uninterrupted run with trainer.log_every_n_steps=1: a train row per
+    step (Lightning logs the step before its increment: 0..steps-1), a val row after every `val_every`-th, the test row
+    at the last step."""
+    rows = []
+    for step in range(steps):
+        rows.append((step, "train"))
+        if (step + 1) % val_every == 0:
+            rows.append((step, "val"))
+    return rows + [(steps, "test")]
+
+
 def _assert_resumed(record, run_dir):
-    assert record["train"]["steps"] == 60 and record["train"]["segments"] >= 2
+    assert record["train"]["steps"] == STEPS and record["train"]["segments"] >= 2
     with open(run_dir / "csv/metrics.csv") as f:
-        steps = [int(row["step"]) for row in csv.DictReader(f) if row.get("step")]
-    assert steps == sorted(steps) and steps[-1] >= 59  # appended, continuous
+        rows = [(int(r["step"]), "test" if r.get("test/loss") else "val" if r.get("val/loss") else "train")
+                for r in csv.DictReader(f)]
+    # each row once, in order, nothing lost: the history of one uninterrupted run
+    assert rows == uninterrupted_rows(STEPS, 20), [r for r in rows if rows.count(r) > 1 or r not in uninterrupted_rows(STEPS, 20)]
 
 
-@pytest.mark.parametrize("how", ["USR1", "USR2", "requeue"])
-def test_preempted_run_resumes_in_the_same_run_dir(cluster, tmp_path, how):
+@pytest.mark.parametrize("how,when", [("USR1", "training"), ("USR2", "training"), ("requeue", "training"),
+                                      ("requeue", "after_training")])
+def test_preempted_run_resumes_in_the_same_run_dir(cluster, tmp_path, how, when):
     def interrupt(job):
         # scancel -s: to the job steps, as SLURM does on preemption; scontrol requeue: no warning beyond SIGTERM
         cmd = ["scontrol", "requeue", job] if how == "requeue" else ["scancel", "-s", how, job]
         subprocess.run(cmd, env=cluster, check=True)
 
-    record, status, run_dir = _interrupted_run(cluster, tmp_path, interrupt)
+    record, status, run_dir = _interrupted_run(cluster, tmp_path, interrupt, when)
     assert status["state"] == "finished"
     _assert_resumed(record, run_dir)
