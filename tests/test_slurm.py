@@ -83,7 +83,7 @@ def test_stop_ends_every_process_the_cluster_started_job_steps_included(tmp_path
     try:
         env = start_cluster(state, port_base() + 50)
         for partition, script in [("h100", "srun bash -c 'trap \"\" TERM; sleep 300'"), ("a100", "sleep 300")]:
-            subprocess.run(["sbatch", "-p", partition, "--wrap", script], env=env, check=True, capture_output=True)
+            subprocess.run(["sbatch", "-p", partition, "-o", str(state / "job-%j.out"), "--wrap", script], env=env, check=True, capture_output=True)
         deadline = time.time() + 60
         while sum(p.endswith("sleep") for p in cluster_processes(state)) < 2:
             assert time.time() < deadline, f"the jobs did not start: {cluster_processes(state)}"
