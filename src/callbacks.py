@@ -151,6 +151,38 @@ class DivergenceGuard(L.Callback):
             raise Diverged(trainer.global_step, float(loss.detach().float().mean()))
 
 
+def _validation_follows(trainer) -> bool:
+    """Whether Lightning runs a validation right after the current training step."""
+    loop = trainer.fit_loop
+    try:
+        return bool(loop.epoch_loop._should_check_val_fx(loop._data_fetcher))
+    except (AttributeError, TypeError):  # another Lightning: stop at once (a resumed run may skip one validation)
+        return False
+
+
+class ResumedHistory(L.Callback):
+    """A resumed run's logged rows continue its earlier segments' rows exactly as one uninterrupted run's would.
+
+    - On loading the checkpoint (global step G), the CSV rows of earlier segments at step >= G are dropped: the
+      resumed segment logs them again (a kill without warning leaves rows written after the last checkpoint).
+    - Resuming from a checkpoint taken at the last step (max_steps): Lightning saves its logger step counter
+      (`_batches_that_stepped`) before incrementing it and only corrects it when the training loop runs again, which
+      it does not when training is already done; the test row would be logged at G-1 instead of G.
+    """
+
+    def __init__(self, logger):
+        self.logger = logger
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint):
+        if trainer.is_global_zero and hasattr(self.logger, "drop_rows_from"):
+            self.logger.drop_rows_from(int(checkpoint.get("global_step", 0)))
+
+    def on_fit_end(self, trainer, pl_module):
+        loop = trainer.fit_loop.epoch_loop
+        if pl_module.automatic_optimization and getattr(loop, "_batches_that_stepped", trainer.global_step) < trainer.global_step:
+            loop._batches_that_stepped = trainer.global_step
+
+
 class GracefulStop(L.Callback):
     """SIGINT, SIGTERM, SIGUSR1, SIGUSR2: finish the current training step, save `checkpoint`, raise Interrupted.
 
@@ -183,13 +215,22 @@ class GracefulStop(L.Callback):
             raise Interrupted(self.signum)
 
     def on_train_batch_end(self, trainer, *_):
+        if self.signum is not None and _validation_follows(trainer):
+            # stop after the next step: a run resumed from here would skip this validation (Lightning), and
+            # Lightning's own SIGTERM stop after it saves a checkpoint whose resumed rows are one step off
+            trainer._signal_connector.received_sigterm = False
+            return
         self.check()
 
     def on_exception(self, trainer, pl_module, exception):
-        """Inside fit, with the trainer state intact: save the checkpoint that the resumed run starts from."""
+        """Inside fit, with the trainer state intact: save the checkpoint that the resumed run starts from. The
+        step's train row is logged first (Lightning logs it after on_train_batch_end, where we stopped; the resumed
+        run starts at the next step), so the rows of the two segments join without a gap."""
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
         if isinstance(exception, (Interrupted, SIGTERMException)) and trainer.state.fn == "fit":
+            if trainer.training:
+                trainer._logger_connector.update_train_step_metrics()
             trainer.save_checkpoint(self.checkpoint)
 
     def hand_over(self) -> None:

@@ -171,6 +171,8 @@ class GpuConfig:  # conf/gpu/<type>.yaml: where a SLURM job asking for this GPU 
     partition: Optional[str] = None
     gres: Optional[str] = None
     constraint: Optional[str] = None
+    cpus_per_gpu: Optional[int] = None  # --cpus-per-task of a job's task (one task per GPU); null: launcher default
+    mem_gb_per_gpu: Optional[int] = None  # --mem per node = this x GPUs per node (tasks_per_node)
 
 
 @dataclass

@@ -19,7 +19,8 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import DivergenceGuard, Diverged, GracefulStop, Interrupted, MetricHistory, ProgressLog, TrainClock
+from .callbacks import (DivergenceGuard, Diverged, GracefulStop, Interrupted, MetricHistory, ProgressLog, ResumedHistory,
+                        TrainClock)
 from .cluster import cluster_info
 from .config import ConfigError, RunConfig
 from .results import SCHEMA_VERSION, git_commit, run_key, write_results
@@ -64,6 +65,27 @@ class AppendingCSVLogger(L.pytorch.loggers.CSVLogger):
             self._experiment = Writer(log_dir=self.log_dir)
         return self._experiment
 
+    def drop_rows_from(self, step: int) -> None:
+        """Resuming from a checkpoint at `step`: forget the earlier segments' rows at or past it (logged again)."""
+        import csv
+
+        path = Path(self.log_dir) / "metrics.csv"
+        if not path.is_file():
+            return
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            fields, rows = reader.fieldnames or [], list(reader)
+        kept = [r for r in rows if r.get("step") not in (None, "") and int(float(r["step"])) < step]
+        if len(kept) == len(rows):
+            return
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(tmp, path)
+        log.info(f"resumed at step {step}: dropped {len(rows) - len(kept)} row(s) past it from {path.name}")
+
 
 def _wandb_logged_in() -> bool:
     if os.environ.get("WANDB_API_KEY"):
@@ -95,7 +117,7 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
     logger = build_logger(spec, rd.path, {**config, "run_key": key}, wandb_id)
     stop = GracefulStop(rd.checkpoints / LAST_CHECKPOINT)
     clock, history = TrainClock(), MetricHistory()
-    trainer = build_trainer(cfg, spec, rd, logger, [stop, clock, history])
+    trainer = build_trainer(cfg, spec, rd, logger, [stop, clock, history, ResumedHistory(logger)])
     warn_if_slow_bf16(trainer.precision, trainer.strategy.root_device)
     setup_s = time.perf_counter() - started
     stop.install()

@@ -25,3 +25,19 @@ def test_two_gloo_processes_train_one_run(tmp_path):
     assert record["cluster"]["world_size"] == 2 and record["train"]["steps"] == 4
     # tokens over both ranks: 2 x 4 steps of 8 sentences each, at least 2 tokens a sentence
     assert record["train"]["tokens"] >= 2 * 4 * 8 * 2
+
+
+def test_slurm_jobs_are_sized_per_gpu_type_unless_the_launcher_says():
+    from hydra_plugins.archbench_slurm.launcher import job_size
+    from omegaconf import OmegaConf
+
+    from tests.conftest import ROOT, compose
+
+    launcher = OmegaConf.load(ROOT / "conf/hydra/launcher/slurm.yaml")
+    assert launcher.cpus_per_task is None and launcher.mem_gb is None  # not the local cluster's 1 CPU / 1 GB
+    h100 = OmegaConf.to_container(compose("gpu=h100").gpu)
+    assert job_size({}, h100) == {"cpus_per_task": 16, "mem_gb": 128}
+    assert job_size({"tasks_per_node": 2}, h100) == {"cpus_per_task": 16, "mem_gb": 256}  # --mem is per node
+    assert job_size({}, OmegaConf.to_container(compose("gpu=h100", "gpu.cpus_per_gpu=4").gpu))["cpus_per_task"] == 4
+    assert job_size({"cpus_per_task": 1, "mem_gb": 1}, h100) == {"cpus_per_task": 1, "mem_gb": 1}  # the test cluster
+    assert job_size({}, None) == {"cpus_per_task": 8, "mem_gb": 32}

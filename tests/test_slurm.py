@@ -1,8 +1,9 @@
 """Sweeps on the real local SLURM cluster (slurm/start.sh): GPU type as a sweep axis, validation before launch,
 failures recorded per member, submit-and-exit, 2-node DDP, and resume after USR1 / USR2 / `scontrol requeue`.
 
-One cluster per test session (started once, every daemon stopped at the end even when a test fails). Skipped only
-when the SLURM binaries are absent (CI installs them: slurm/install.sh).
+One cluster per test session (started once; at the end every process it started, job steps included, is stopped and
+checked gone, even when a test fails). Ports: ARCHBENCH_SLURM_PORT (default 7817) + 100 per xdist worker. Skipped
+only when the SLURM binaries are absent (CI installs them: slurm/install.sh).
 """
 import csv
 import json
@@ -21,26 +22,82 @@ pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm"),
               pytest.mark.skipif(not all(shutil.which(b) for b in ("slurmctld", "slurmd", "slurmdbd", "munged", "mysqld")),
                                  reason="SLURM binaries absent: install them with slurm/install.sh (root, Debian 12)")]
 FAST = ("debug=fast", "logger=csv")
+# the local cluster's small nodes (2 CPUs, 4 GB): the GPU types' per-GPU cpus / memory would never fit
+LOCAL = ("hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1")
+SLURM_DAEMONS = {"slurmstepd", "slurmscriptd", "slurmd", "slurmctld", "slurmdbd"}
+
+
+def cluster_processes(state: Path) -> list[str]:
+    """Live processes of the cluster in `state`: its recorded daemons, and every process whose environment names its
+    slurm.conf and that is a job's (SLURM_JOB_ID) or a SLURM daemon (slurmstepd is reparented to init: no tree)."""
+    conf = f"SLURM_CONF={state / 'slurm.conf'}".encode()
+    recorded = set((state / "pids").read_text().split()[1::2]) if (state / "pids").exists() else set()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            env = (proc / "environ").read_bytes().split(b"\0")
+            comm = (proc / "comm").read_text().strip()
+        except OSError:
+            continue
+        if proc.name in recorded or (conf in env and (comm in SLURM_DAEMONS or any(e.startswith(b"SLURM_JOB_ID=")
+                                                                                   for e in env))):
+            found.append(f"{proc.name} {comm}")
+    return found
+
+
+def start_cluster(state: Path, port: int) -> dict:
+    env = {**os.environ, "ARCHBENCH_SLURM_PORT": str(port)}
+    started = subprocess.run(["bash", str(ROOT / "slurm/start.sh"), str(state)], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    return {**env, "SLURM_CONF": str(state / "slurm.conf")}
+
+
+def stop_cluster(state: Path) -> subprocess.CompletedProcess:
+    stopped = subprocess.run(["bash", str(ROOT / "slurm/stop.sh"), str(state)], capture_output=True, text=True,
+                             timeout=120)
+    left = cluster_processes(state)
+    assert not left, f"processes of the cluster left after slurm/stop.sh: {left}; {stopped.stderr}"
+    return stopped
+
+
+def port_base() -> int:
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+    return int(os.environ.get("ARCHBENCH_SLURM_PORT", 7817)) + 100 * worker
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
     state = tmp_path_factory.mktemp("slurm")
-    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
-    env = {**os.environ, "ARCHBENCH_SLURM_PORT": os.environ.get("ARCHBENCH_SLURM_PORT") or str(7817 + 100 * worker)}
     try:
-        started = subprocess.run(["bash", str(ROOT / "slurm/start.sh"), str(state)], env=env, capture_output=True,
-                                 text=True, timeout=120)
-        assert started.returncode == 0, started.stderr
-        env["SLURM_CONF"] = str(state / "slurm.conf")
-        yield env
+        yield start_cluster(state, port_base())
     finally:
-        subprocess.run(["bash", str(ROOT / "slurm/stop.sh"), str(state)], capture_output=True, timeout=60)
+        stop_cluster(state)
+
+
+def test_stop_ends_every_process_the_cluster_started_job_steps_included(tmp_path_factory):
+    """Jobs still running at stop: a batch script, a job step (srun) that ignores SIGTERM, and their slurmstepds."""
+    state = tmp_path_factory.mktemp("stop")  # short: slurmstepd's socket path in the spool dir must fit sun_path
+    try:
+        env = start_cluster(state, port_base() + 50)
+        for partition, script in [("h100", "srun bash -c 'trap \"\" TERM; sleep 300'"), ("a100", "sleep 300")]:
+            subprocess.run(["sbatch", "-p", partition, "-o", str(state / "job-%j.out"), "--wrap", script], env=env, check=True, capture_output=True)
+        deadline = time.time() + 60
+        while sum(p.endswith("sleep") for p in cluster_processes(state)) < 2:
+            assert time.time() < deadline, f"the jobs did not start: {cluster_processes(state)}"
+            time.sleep(0.2)
+        running = cluster_processes(state)
+        assert sum(p.endswith("slurmstepd") for p in running) >= 3, running  # 2 batch steps + the srun step
+    finally:
+        stopped = stop_cluster(state)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
 
 
 def multirun(env, sweep_dir, *args, timeout=300):
     return subprocess.run([sys.executable, "-m", "src.run", "-m", "hydra/launcher=slurm", f"hydra.sweep.dir={sweep_dir}",
-                           *args], cwd=ROOT, env={**env, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"},
+                           *LOCAL, *args], cwd=ROOT, env={**env, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"},
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -122,18 +179,30 @@ def test_multi_node_request_on_a_one_node_partition_is_refused(cluster, tmp_path
     assert refused.returncode == 2 and "partition=h100 has 1 node" in refused.stderr, refused.stderr
 
 
-def _interrupted_run(cluster, tmp_path, interrupt):
-    """A run long enough to interrupt once it has a checkpoint; returns its results.json and status.json."""
-    queued = multirun(cluster, tmp_path, "hydra.launcher.wait=false", "arch=encdec", *FAST, "trainer.max_steps=60",
-                      "checkpoint_every_n_steps=10", "trainer.val_check_interval=20")
+STEPS = 300  # ~5 s of training on a quiet machine: an interrupt at the first checkpoint lands well inside it
+
+
+def _interrupted_run(cluster, tmp_path, interrupt, when):
+    """A run interrupted once `when` holds (training: its first checkpoint exists; after_training: its test row is
+    in metrics.csv, during a long inference timing); returns its results.json, status.json and run dir."""
+    queued = multirun(cluster, tmp_path, "hydra.launcher.wait=false", "arch=encdec", *FAST,
+                      f"trainer.max_steps={STEPS}", "checkpoint_every_n_steps=10", "trainer.val_check_interval=20",
+                      *(["bench.repeats=50"] if when == "after_training" else []))
     assert queued.returncode == 0, queued.stderr[-2000:]
     (job,) = [line.split(": ")[1].split()[0] for line in queued.stdout.splitlines() if line.startswith("queued")]
-    deadline = time.time() + 120
-    while not list(tmp_path.glob("*/checkpoints/*.ckpt")):
-        assert time.time() < deadline, "no checkpoint within 120 s"
-        time.sleep(0.5)
+
+    def ready():
+        if when == "training":
+            return list(tmp_path.glob("*/checkpoints/*.ckpt"))
+        return any("test/loss" in p.read_text().splitlines()[0] for p in tmp_path.glob("*/csv/metrics.csv"))
+
+    deadline = time.time() + 180
+    while not ready():
+        assert time.time() < deadline, f"not {when} within 180 s"
+        assert not results(tmp_path), "the run finished before it was interrupted"
+        time.sleep(0.1)
     interrupt(job)
-    deadline = time.time() + 240
+    deadline = time.time() + 300
     while not results(tmp_path):
         assert time.time() < deadline, "the requeued run did not finish"
         time.sleep(1)
@@ -141,21 +210,36 @@ def _interrupted_run(cluster, tmp_path, interrupt):
     return json.loads((run_dir / "results.json").read_text()), json.loads((run_dir / "status.json").read_text()), run_dir
 
 
+def uninterrupted_rows(steps: int, val_every: int) -> list[tuple[int, str]]:
+    """metrics.csv's (step, kind) rows of an uninterrupted run with trainer.log_every_n_steps=1: a train row per
+    step (Lightning logs the step before its increment: 0..steps-1), a val row after every `val_every`-th, the test row
+    at the last step."""
+    rows = []
+    for step in range(steps):
+        rows.append((step, "train"))
+        if (step + 1) % val_every == 0:
+            rows.append((step, "val"))
+    return rows + [(steps, "test")]
+
+
 def _assert_resumed(record, run_dir):
-    assert record["train"]["steps"] == 60 and record["train"]["segments"] >= 2
+    assert record["train"]["steps"] == STEPS and record["train"]["segments"] >= 2
     with open(run_dir / "csv/metrics.csv") as f:
-        steps = [int(row["step"]) for row in csv.DictReader(f) if row.get("step")]
-    assert steps == sorted(steps) and steps[-1] >= 59  # appended, continuous
+        rows = [(int(r["step"]), "test" if r.get("test/loss") else "val" if r.get("val/loss") else "train")
+                for r in csv.DictReader(f)]
+    # each row once, in order, nothing lost: the history of one uninterrupted run
+    assert rows == uninterrupted_rows(STEPS, 20), [r for r in rows if rows.count(r) > 1 or r not in uninterrupted_rows(STEPS, 20)]
 
 
-@pytest.mark.parametrize("how", ["USR1", "USR2", "requeue"])
-def test_preempted_run_resumes_in_the_same_run_dir(cluster, tmp_path, how):
+@pytest.mark.parametrize("how,when", [("USR1", "training"), ("USR2", "training"), ("requeue", "training"),
+                                      ("requeue", "after_training")])
+def test_preempted_run_resumes_in_the_same_run_dir(cluster, tmp_path, how, when):
     def interrupt(job):
         # scancel -s: to the job steps, as SLURM does on preemption; scontrol requeue: no warning beyond SIGTERM
         cmd = ["scontrol", "requeue", job] if how == "requeue" else ["scancel", "-s", how, job]
         subprocess.run(cmd, env=cluster, check=True)
 
-    record, status, run_dir = _interrupted_run(cluster, tmp_path, interrupt)
+    record, status, run_dir = _interrupted_run(cluster, tmp_path, interrupt, when)
     assert status["state"] == "finished"
     _assert_resumed(record, run_dir)
 

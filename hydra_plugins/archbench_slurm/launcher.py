@@ -3,7 +3,7 @@
 The stock launcher builds one executor and submits one `sbatch` array for the whole sweep, with `hydra.launcher.*`
 resolved once. Here `launch` (1) composes every sweep point and checks it with `src.config.validate` before anything
 is queued (one bad member refuses the sweep, one line each, exit 2); (2) groups the jobs by their `gpu` choice and
-submits one array per group with that group's partition / gres / constraint (conf/gpu/<type>.yaml); (3) with
+submits one array per group with that group's partition / gres / constraint (conf/gpu/<type>.yaml) and its cpus / memory per GPU (`job_size`); (3) with
 `wait: false` prints the job ids and the sweep dir and returns at once, else returns the results in job order.
 A re-run sweep is a resume (src/sweep.py, as with the local launcher): finished members are not queued again,
 unfinished ones are queued into their own run dir, missing ones run.
@@ -30,6 +30,8 @@ from omegaconf import OmegaConf, open_dict, read_write
 
 log = logging.getLogger(__name__)
 GPU_KEYS = ("partition", "gres", "constraint")  # what conf/gpu/<type>.yaml may set on the launcher
+SIZE_KEYS = ("cpus_per_task", "mem_gb")  # sized per GPU type unless hydra.launcher sets them
+DEFAULT_CPUS_PER_GPU, DEFAULT_MEM_GB_PER_GPU = 8, 32  # neither the launcher nor the GPU type says
 
 
 @dataclass
@@ -49,6 +51,16 @@ def partition_nodes(partition: str | None) -> int | None:
     args = ["sinfo", "-h", "-o", "%D"] + (["-p", partition] if partition else [])
     out = subprocess.run(args, capture_output=True, text=True).stdout.split()
     return sum(int(n) for n in out) if out else None
+
+
+def job_size(launcher: dict, gpu: dict | None) -> dict:
+    """--cpus-per-task and --mem (GB per node) of a job: hydra.launcher's cpus_per_task / mem_gb when set, else the
+    GPU type's cpus_per_gpu (one task per GPU) and mem_gb_per_gpu x tasks_per_node, else 8 CPUs / 32 GB per GPU."""
+    gpu = gpu or {}
+    tasks = int(launcher.get("tasks_per_node") or 1)
+    cpus = launcher.get("cpus_per_task") or gpu.get("cpus_per_gpu") or DEFAULT_CPUS_PER_GPU
+    mem = launcher.get("mem_gb") or (gpu.get("mem_gb_per_gpu") or DEFAULT_MEM_GB_PER_GPU) * tasks
+    return {"cpus_per_task": int(cpus), "mem_gb": int(mem)}
 
 
 def requeue_if_interrupted(sweep_dir: Path, job_num: int, run_dir: str | None = None) -> None:
@@ -98,6 +110,7 @@ class GpuTypeSlurmLauncher(SlurmLauncher):
                 validate(job_cfg)
                 gpu = OmegaConf.to_container(cfg.gpu) if cfg.get("gpu") else None
                 res = {**{k: self.params.get(k) for k in GPU_KEYS}, **{k: gpu[k] for k in GPU_KEYS if gpu and gpu.get(k)}}
+                res.update(job_size(self.params, gpu))
                 res["gpu_type"] = gpu["name"] if gpu else None
                 self._check_nodes(cfg, res)
                 resources.append(res)
@@ -138,11 +151,11 @@ class GpuTypeSlurmLauncher(SlurmLauncher):
         groups: dict = {}
         for i, res in enumerate(resources):
             if plan[i].state != "done":
-                groups.setdefault(tuple(res[k] for k in GPU_KEYS), []).append(i)
+                groups.setdefault(tuple(res[k] for k in GPU_KEYS + SIZE_KEYS), []).append(i)
 
         jobs = [None] * len(job_overrides)
         for key, members in groups.items():
-            executor = self._executor(dict(zip(GPU_KEYS, key)))
+            executor = self._executor(dict(zip(GPU_KEYS + SIZE_KEYS, key)))
             params = []
             for i in members:
                 log.info(f"\t#{plan[i].num} : {plan[i].label}")
@@ -162,7 +175,7 @@ class GpuTypeSlurmLauncher(SlurmLauncher):
         return [sweep.done_return(m) if m.state == "done" else j.results()[0] for m, j in zip(plan, jobs)]
 
     def _executor(self, gpu_params: dict):
-        """A submitit executor with the launcher's parameters and this GPU type's partition/gres/constraint."""
+        """A submitit executor with the launcher's parameters, this GPU type's partition/gres/constraint and size."""
         import submitit
         from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 
