@@ -1,4 +1,5 @@
-"""Every figure: attention heatmaps (target × source, like the "I love you" → "我爱你" matrix) and the sweep report's plots.
+"""Every figure: attention heatmaps (target × source, like the "I love you" → "我爱你" matrix) and the sweep report's
+plots.
 
 Chinese, Japanese and Korean labels need a CJK font: matplotlib's default DejaVu Sans has none of their glyphs and
 draws empty boxes. use_cjk_fallback() finds an installed CJK font (Noto Sans CJK from Debian's `fonts-noto-cjk`,
