@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Measure the CPU recipes on a QUIET machine (nothing else running), from the repository root:
 #   ARCHBENCH_DATA_ROOT=/path/to/shared/data bash experiments/run_cpu_recipes.sh [recipe ...]
-# Recipes: shakespeare_char_cpu sst2_cpu multi30k_cpu (default: all). With NANOGPT_DIR=<a nanoGPT checkout> it first
-# runs nanoGPT's own CPU recipe on the same input.txt, side by side. Each run's wall time (the whole command, as a
-# user waits for it) and headline metric go to experiments/cpu_recipes.tsv; the run directories to outputs/recipes/.
+# Recipes: shakespeare_char_cpu sst2_cpu multi30k_cpu tatoeba_en_zh_cpu (default: all). With NANOGPT_DIR=<a nanoGPT
+# checkout> it first runs nanoGPT's own CPU recipe on the same input.txt, side by side. Each run's wall time (the
+# whole command, as a user waits for it) and headline metric go to experiments/cpu_recipes.tsv; the run directories to outputs/recipes/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${ARCHBENCH_DATA_ROOT:=../shared/data}"; export ARCHBENCH_DATA_ROOT
-recipes=("$@"); [ ${#recipes[@]} -gt 0 ] || recipes=(shakespeare_char_cpu sst2_cpu multi30k_cpu)
+recipes=("$@"); [ ${#recipes[@]} -gt 0 ] || recipes=(shakespeare_char_cpu sst2_cpu multi30k_cpu tatoeba_en_zh_cpu)
 out=experiments/cpu_recipes.tsv
 [ -f "$out" ] || printf 'date\trecipe\twall_s\tmetric\tvalue\thardware\n' > "$out"
 hw="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"

@@ -39,6 +39,13 @@ class TaskConfig:
     name: str = MISSING
     module: Any = MISSING  # partial LightningModule
     metric: str = MISSING  # headline metric, e.g. test/exact_match
+    bleu_tokenize: Optional[str] = None  # translation: sacreBLEU tokenizer; null: from data.tgt_lang (zh, ja-mecab, …)
+
+    def __post_init__(self):
+        from .tasks.scoring import check_bleu_tokenize
+
+        error = check_bleu_tokenize(self.bleu_tokenize)
+        _check(error is None, error or "")
 
 
 @dataclass
@@ -157,6 +164,21 @@ def _check_sizes(key: str, sizes: list[int]) -> None:
 
 
 @dataclass
+class AttentionConfig:
+    """Cross-attention heatmaps of a translation run: `examples` test sentences across lengths (attention.png), and
+    exactly `sentences` (attention_sentences.png), e.g. attention.sentences='["I love you."]'."""
+
+    examples: int = 3
+    sentences: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        _check(self.examples >= 0, f"attention.examples={self.examples} must be >= 0 (0: no test heatmap)")
+        for i, s in enumerate(self.sentences):
+            _check(isinstance(s, str) and s.strip() != "", f"attention.sentences[{i}]={s!r} must be a non-empty "
+                   "sentence, e.g. attention.sentences='[\"I love you.\"]'")
+
+
+@dataclass
 class LoggerConfig:
     name: str = MISSING
     project: str = "archbench"
@@ -185,6 +207,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
     logger: LoggerConfig = MISSING
     trainer: dict[str, Any] = field(default_factory=dict)  # lightning.Trainer keyword arguments
     seed: int = 0
@@ -229,6 +252,8 @@ def validate(cfg: DictConfig) -> RunConfig:
     if task == "lm":
         _check(run.data.max_length >= LM_PROMPT_TOKENS, f"data.max_length={run.data.max_length} is too short for "
                f"task=lm: its samples use a {LM_PROMPT_TOKENS}-token prompt; use data.max_length >= {LM_PROMPT_TOKENS}")
+    _check(not run.attention.sentences or task == "translation",
+           f"attention.sentences applies to task=translation only (this run is task={task})")
     if task != "classification" and arch.family in DECODE_METHODS:
         methods = DECODE_METHODS[arch.family]
         _check(run.decode.method in methods,

@@ -237,10 +237,14 @@ def save_heatmap(module, spec: RunConfig, run_dir: Path) -> Path | None:
     if spec.task.name != "translation":
         return None
     from .plots import attention_heatmaps
-    from .tasks.translation import attention_examples, write_hypotheses
+    from .tasks.translation import attention_examples, attention_for_sentences, write_hypotheses
 
     write_hypotheses(module, run_dir / "hypotheses.jsonl")
-    examples = attention_examples(module)
+    if spec.attention.sentences:  # issue 20: exactly the sentences asked for, recorded under artifacts
+        drawn = attention_for_sentences(module, spec.attention.sentences, run_dir / "attention_sentences.png")
+        module.attention_record = {"attention_sentences": {"file": "attention_sentences.png" if drawn else None,
+                                                           "sentences": drawn}}
+    examples = attention_examples(module, spec.attention.examples) if spec.attention.examples else []
     return attention_heatmaps(examples, run_dir / "attention.png") if examples else None
 
 
@@ -269,7 +273,9 @@ def make_record(cfg, spec, config, key, module, model, trainer, clock, history, 
         "wall_seconds": wall,
         "samples": module.samples,
         "data_identity": module.dm.identity,
-        "artifacts": {"attention_heatmap": heatmap.name if heatmap else None},
+        "artifacts": {"attention_heatmap": heatmap.name if heatmap else None,
+                      **getattr(module, "attention_record", {})},  # attention.sentences: what was drawn
+        **({"metrics_signature": module.metrics_signature} if hasattr(module, "metrics_signature") else {}),
         "config": config,
     }
     record["cluster"] = cluster_info(cfg, trainer.world_size)  # issue 10: SLURM job, node, requested GPU type

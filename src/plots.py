@@ -1,6 +1,18 @@
-"""Every figure: attention heatmaps (target × source, like the "I love you" → "我爱你" matrix) and the sweep report's plots."""
+"""Every figure: attention heatmaps (target × source, like the "I love you" → "我爱你" matrix) and the sweep report's
+plots.
+
+Chinese, Japanese and Korean labels need a CJK font: matplotlib's default DejaVu Sans has none of their glyphs and
+draws empty boxes. use_cjk_fallback() finds an installed CJK font (Noto Sans CJK from Debian's `fonts-noto-cjk`,
+Source Han Sans, WenQuanYi, Droid Sans Fallback, …; also one installed after matplotlib's font cache was built) and
+puts it after DejaVu Sans in `font.family`, matplotlib's per-glyph fallback list (≥ 3.6). With none installed, a
+figure whose labels need one logs a single warning instead of one "Glyph … missing" warning per character.
+"""
 from __future__ import annotations
 
+import logging
+import math
+import re
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -8,19 +20,85 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+log = logging.getLogger("archbench")
+# Han (CJK unified ideographs + extensions, compatibility), kana, Hangul, CJK punctuation, full-width forms
+CJK = re.compile("[\u2e80-\u2fdf\u3000-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f"
+                 "\uac00-\ud7ff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef\U00020000-\U0003134f\u1100-\u11ff]")
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK TC", "Noto Sans CJK KR", "Source Han Sans SC",
+             "Source Han Sans CN", "Source Han Sans", "Noto Serif CJK SC", "Noto Serif CJK JP", "WenQuanYi Zen Hei",
+             "WenQuanYi Micro Hei", "Droid Sans Fallback", "AR PL UMing CN", "AR PL UKai CN")
+FONT_INSTALL = "apt-get install fonts-noto-cjk"
+_cjk_font: list = []  # [family or None] once looked up
 
-def attention_heatmaps(examples: list[tuple[list[str], list[str], "object"]], path: Path) -> Path:
-    """examples: (source tokens, target tokens, weights (T, S) array) per sentence -> one PNG with a panel each."""
-    fig, axes = plt.subplots(1, len(examples), figsize=(4.2 * len(examples), 4.2), squeeze=False)
-    for ax, (src, tgt, w) in zip(axes[0], examples):
+
+def cjk_font() -> str | None:
+    """The family name of an installed CJK font (registered with matplotlib), or None."""
+    if _cjk_font:
+        return _cjk_font[0]
+    from matplotlib import font_manager as fm
+
+    def known():
+        names = {f.name for f in fm.fontManager.ttflist}
+        return next((n for n in CJK_FONTS if n in names), None)
+
+    found = known()
+    if found is None:  # installed after matplotlib built its font cache: register the files directly
+        for path in fm.findSystemFonts():
+            if re.search(r"cjk|sourcehan|wqy|wenquanyi|droidsansfallback|uming|ukai", Path(path).name, re.I):
+                try:
+                    fm.fontManager.addfont(path)
+                except (OSError, RuntimeError, ValueError):
+                    continue
+        found = known()
+    _cjk_font.append(found)
+    return found
+
+
+def use_cjk_fallback(labels=()) -> bool:
+    """If any label has a CJK character, put a CJK font in matplotlib's fallback list (True) or, with none
+    installed, log one warning (False). Labels without CJK characters: nothing changes (True)."""
+    if not any(CJK.search(str(t)) for t in labels):
+        return True
+    font = cjk_font()
+    if font is None:
+        log.warning("no CJK font installed: Chinese/Japanese/Korean labels are drawn as empty boxes; "
+                    f"install one ({FONT_INSTALL}) and re-draw")
+        return False
+    families = list(plt.rcParams["font.family"])
+    if families == ["sans-serif"]:
+        families = [plt.rcParams["font.sans-serif"][0]]
+    if font not in families:
+        plt.rcParams["font.family"] = [*families, font]
+    return True
+
+
+def attention_heatmaps(examples: list[tuple[list[str], list[str], "object"]], path: Path,
+                       titles: list[str] | None = None) -> Path:
+    """examples: (source tokens, target tokens, weights (T, S) array) per sentence -> one PNG with a panel each
+    (at most 4 a row), each titled by `titles` if given."""
+    labels = [t for src, tgt, _ in examples for t in (*src, *tgt)] + list(titles or [])
+    have_font = use_cjk_fallback(labels)
+    cols = min(4, len(examples))
+    rows = math.ceil(len(examples) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.4 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(examples):
+            ax.axis("off")
+            continue
+        src, tgt, w = examples[k]
         ax.imshow(w, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
         ax.set_xticks(range(len(src)), src, rotation=60, fontsize=8)
         ax.set_yticks(range(len(tgt)), tgt, fontsize=8)
         ax.set_xlabel("source")
         ax.set_ylabel("target")
-    fig.suptitle("attention weights: target × source, each row sums to 1")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+        if titles:
+            ax.set_title(titles[k] if len(titles[k]) <= 60 else titles[k][:57] + "…", fontsize=9)
+    fig.suptitle("attention weights: target × source, each row sums to 1", fontsize=10 if cols == 1 else 12)
+    with warnings.catch_warnings():
+        if not have_font:  # already said once above
+            warnings.filterwarnings("ignore", message=r"Glyph .* missing from")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
 

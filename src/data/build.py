@@ -34,7 +34,7 @@ from .files import SPLITS, data_identity
 from .tokenizer import train_tokenizer
 
 log = logging.getLogger("archbench")
-CACHE_VERSION = 1  # bump when tokenizer training or encoding changes
+CACHE_VERSION = 2  # bump when tokenizer training or encoding changes (2: CJK isolated in bpe/unigram)
 
 
 def load_raw(cfg, spec, splits: tuple[str, ...] = SPLITS, teacher=None) -> DatasetDict:

@@ -1,18 +1,23 @@
 """Translation: teacher forcing (AR: <bos> y → y <eos>; NAR: the model's own CMLM loss), then decoding with the
-configured method. Scored with sacreBLEU (Post 2018: BLEU 13a cased, lowercased BLEU, chrF) and exact match of the
-detokenized hypotheses against the *raw* test references from the dataset, never references rebuilt from token
-ids (those lose every out-of-vocabulary word). Every hypothesis goes to <run_dir>/hypotheses.jsonl."""
+configured method. Scored with sacreBLEU (Post 2018: BLEU cased, lowercased BLEU, chrF; the BLEU tokenizer chosen from
+the target language, src/tasks/scoring.py) and exact match of the detokenized hypotheses against the *raw* test
+references from the dataset, never references rebuilt from token ids (those lose every out-of-vocabulary word).
+Every hypothesis goes to <run_dir>/hypotheses.jsonl. Cross-attention heatmaps: test sentences across lengths
+(attention_examples) and any sentences on request (attention_for_sentences, `attention.sentences`)."""
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 
-import sacrebleu
 import torch
 import torch.nn.functional as F
 
 from ..models.vocab import BOS, EOS, PAD
 from .base import TaskModule, spread_over_lengths
+from .scoring import bleu_tokenizer, metric_signatures, translation_metrics  # noqa: F401 (re-exported)
+
+log = logging.getLogger("archbench")
 
 
 def teacher_forcing_pair(tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,10 +31,16 @@ def teacher_forcing_pair(tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 class TranslationModule(TaskModule):
     """val_bleu=True (task.module.val_bleu): each validation also decodes its batches and logs val/bleu against the
-    raw validation references (as fairseq's --eval-bleu), so BLEU can be followed against steps and wall time."""
+    raw validation references (as fairseq's --eval-bleu), so BLEU can be followed against steps and wall time.
+    bleu_tokenize (task.bleu_tokenize): the sacreBLEU tokenizer; None: chosen from tgt_lang (data.tgt_lang), as
+    sacreBLEU's CLI does (zh, ja-mecab / char, ko-mecab / char, else 13a). `metrics_signature` records the choice."""
 
-    def __init__(self, *args, val_bleu: bool = False, **kw):
+    def __init__(self, *args, val_bleu: bool = False, bleu_tokenize: str | None = None, tgt_lang: str | None = None,
+                 **kw):
         super().__init__(*args, **kw)
+        self.bleu_tokenize = bleu_tokenizer(tgt_lang, bleu_tokenize)
+        self.metrics_signature = metric_signatures(self.bleu_tokenize)
+        self.attention_record: dict = {}  # what the heatmaps drew (results.json -> artifacts)
         self.nar = getattr(self.model, "non_autoregressive", False)
         self.val_bleu, self._val_hyps = val_bleu, {}
         self.hypotheses: dict[str, dict[int, str]] = {}  # variant -> raw test row -> detokenized hypothesis
@@ -67,7 +78,8 @@ class TranslationModule(TaskModule):
     def on_validation_epoch_end(self):
         if self._val_hyps:
             refs, rows = self.dm.raw["validation"]["tgt"], sorted(self._val_hyps)
-            self.log("val/bleu", sacrebleu.corpus_bleu([self._val_hyps[i] for i in rows], [[refs[i] for i in rows]]).score)
+            hyps, refs = [self._val_hyps[i] for i in rows], [refs[i] for i in rows]
+            self.log("val/bleu", translation_metrics(hyps, refs, tokenize=self.bleu_tokenize)["bleu"])
         self._val_hyps = {}
 
     def translate(self, src: torch.Tensor, decode=None) -> torch.Tensor:
@@ -92,7 +104,8 @@ class TranslationModule(TaskModule):
         rows = sorted(self.hypotheses[""])
         refs = [tgt[i] for i in rows]
         for name, hyps in self.hypotheses.items():
-            self.log_dict(translation_metrics([hyps[i] for i in rows], refs, prefix=f"test/{name}"))
+            self.log_dict(translation_metrics([hyps[i] for i in rows], refs, prefix=f"test/{name}",
+                                              tokenize=self.bleu_tokenize))
         picks = [rows[p] for p in spread_over_lengths([len(src[i]) for i in rows], self.n_samples, self.dm.seed)]
         self.samples = [{"source": src[i], "reference": tgt[i], "hypothesis": self.hypotheses[""][i]} for i in picks]
 
@@ -112,36 +125,63 @@ def write_hypotheses(module: TranslationModule, path) -> None:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def translation_metrics(hyps: list[str], refs: list[str], prefix: str = "") -> dict[str, float]:
-    """sacreBLEU corpus BLEU (13a tokenizer, cased), lowercased BLEU, chrF, and exact match, against raw refs."""
-    return {
-        f"{prefix}bleu": sacrebleu.corpus_bleu(hyps, [refs]).score,
-        f"{prefix}bleu_lc": sacrebleu.corpus_bleu(hyps, [refs], lowercase=True).score,
-        f"{prefix}chrf": sacrebleu.corpus_chrf(hyps, [refs]).score,
-        f"{prefix}exact_match": 100.0 * sum(h == r for h, r in zip(hyps, refs)) / max(1, len(refs)),
-    }
+MAX_HEATMAP_TOKENS = 32  # test sentences drawn are at most this long (source tokens), so each label stays legible
+
+
+def attention_examples(module: TranslationModule, n: int = 3, max_len: int = MAX_HEATMAP_TOKENS) -> list[tuple]:
+    """(source tokens, output tokens, cross-attention (T, S)) for n test sentences drawn across the length
+    distribution (short ones included, seeded; at most max_len source tokens), on the model's own output.
+    Empty for models without cross-attention (the decoder-only prefix-LM)."""
+    test = module.dm.splits["test"]["src_ids"]
+    return [e[:3] for e in cross_attention_of(module, [test[i] for i in heatmap_rows(list(map(len, test)), n,
+                                                                                     module.dm.seed, max_len)])]
+
+
+def heatmap_rows(lengths: list[int], n: int, seed: int, max_len: int = MAX_HEATMAP_TOKENS) -> list[int]:
+    """Indices of n sentences spread over the length distribution of those at most max_len long (all, if none is),
+    shortest first: the shortest bin is always drawn, so a 3-token "I love you." can be."""
+    rows = [i for i, n_tok in enumerate(lengths) if 0 < n_tok <= max_len] or list(range(len(lengths)))
+    picks = spread_over_lengths([lengths[i] for i in rows], n, seed)
+    return sorted((rows[p] for p in picks), key=lambda i: (lengths[i], i))
+
+
+def attention_for_sentences(module: TranslationModule, sentences: list[str], path) -> list[dict]:
+    """Draw the cross-attention matrix (output tokens × source tokens) of the model's translation of exactly these
+    sentences into one PNG at `path` (a panel each, titled "source → translation"). Returns, per sentence, the source,
+    the detokenized translation and both token lists; [] (nothing drawn) for a model without cross-attention.
+    Any caller with a trained module can use it (`attention.sentences` in src.run)."""
+    from ..plots import attention_heatmaps
+
+    dm = module.dm
+    ids = [e.ids[: dm.max_length] for e in dm.tokenizer.encode_batch(list(sentences))]
+    examples = cross_attention_of(module, ids)
+    if not examples:
+        log.warning("attention.sentences: this model has no cross-attention to draw (decoder-only / rnn_seq2seq)")
+        return []
+    drawn = [{"source": sentence, "translation": dm.decode(hyp), "source_tokens": src_toks, "target_tokens": out_toks}
+             for sentence, (src_toks, out_toks, _, hyp) in zip(sentences, examples)]
+    attention_heatmaps([e[:3] for e in examples], path, titles=[f"{d['source']} → {d['translation']}" for d in drawn])
+    return drawn
 
 
 @torch.no_grad()
-def attention_examples(module: TranslationModule, n: int = 3, min_len: int = 5) -> list[tuple[list[str], list[str], object]]:
-    """(source tokens, output tokens, cross-attention (T, S)) for n test sentences, on the model's own output.
-    Empty for models without cross-attention (the decoder-only prefix-LM)."""
+def cross_attention_of(module: TranslationModule, src_ids: list[list[int]]) -> list[tuple]:
+    """(source tokens, output tokens, cross-attention (T, S), output ids) for each tokenized source, on the model's
+    own output."""
     model, dm = module.model, module.dm
-    if not hasattr(model, "cross_attention") or not getattr(model, "attends", True):
+    if not src_ids or not hasattr(model, "cross_attention") or not getattr(model, "attends", True):
         return []
-    rows = [r for r in dm.splits["test"] if len(r["src_ids"]) >= min_len][:n]
-    if not rows:
-        return []
-    src = dm.collate(rows)["src"].to(module.device)
+    src = dm.collate([{"src_ids": s, "tgt_ids": [], "index": 0} for s in src_ids])["src"].to(module.device)
+    was_training = model.training
     model.eval()
     out = module.translate(src)
     tok = dm.tokenizer.id_to_token
     examples = []
-    for i in range(len(rows)):
+    for i, s in enumerate(src_ids):
         hyp = [t for t in out[i].tolist() if t != PAD]
-        s = [t for t in src[i].tolist() if t != PAD]
         # NAR: row j attends for target position j; AR: row j while predicting y_j, fed <bos> y₁ … y_{j-1}
         tgt = hyp if module.nar else [BOS, *hyp[:-1]]
         weights = model.cross_attention(src[i : i + 1, : len(s)], torch.tensor([tgt], device=src.device))[0]
-        examples.append(([tok(t) for t in s], [tok(t) for t in hyp], weights.float().cpu().numpy()))
+        examples.append(([tok(t) for t in s], [tok(t) for t in hyp], weights.float().cpu().numpy(), hyp))
+    model.train(was_training)
     return examples
