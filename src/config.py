@@ -2,15 +2,19 @@
 
 OmegaConf type-checks every value against these dataclasses at composition; `validate()` then builds them
 (`OmegaConf.to_object`, which runs `__post_init__`) and checks the arch × task × data matrix. Every error is a
-`ConfigError` whose message is one line naming the bad value and the valid choices. Nothing heavy is imported here.
+`ConfigError` whose message is one line naming the bad value and the valid choices. Nothing heavy is imported here,
+not even Hydra or OmegaConf (imported where used): Hydra-free callers (src/speed/compare.py under
+experiments/benchmarks/run_gpu.py) build a DecodeConfig.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+MISSING: Any = "???"  # omegaconf.MISSING: a value the composed config must set
 
 LM_PROMPT_TOKENS = 4  # <bos> + 3 tokens: the prompt of the LM task's samples and inference timing
 DECODE_METHODS = {"ar": ("greedy", "beam", "sample"), "nar": ("mask_predict",)}
@@ -220,12 +224,15 @@ class RunConfig:
 
 
 def register() -> None:
+    from hydra.core.config_store import ConfigStore
+
     ConfigStore.instance().store(name="schema", node=RunConfig)
 
 
 def typed(cfg: DictConfig, schema: type | None = None, prefix: str = ""):
     """The config built as its dataclasses, which runs their checks (`schema`: the dataclass of an untyped node);
     OmegaConf's own errors (a wrong type, an unknown key) become one-line ConfigErrors naming the key."""
+    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     try:
@@ -264,6 +271,8 @@ def validate(cfg: DictConfig) -> RunConfig:
 def valid_pairs() -> list[tuple[str, str]]:
     """(arch, task) pairs declared by conf/arch/*.yaml."""
     from pathlib import Path
+
+    from omegaconf import OmegaConf
 
     pairs = []
     for path in sorted((Path(__file__).parent.parent / "conf" / "arch").glob("*.yaml")):

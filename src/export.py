@@ -41,7 +41,7 @@ from .trained import cli, finished_record, load_run, parse_cli
 FORMATS = ("ct2",)
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16")
 SPECIALS = {"pad": "<pad>", "bos": "<bos>", "eos": "<eos>", "unk": "<unk>", "mask": "<mask>"}
-NEVER_GENERATED = ["<pad>", "<bos>", "<mask>"]  # as our decoders (src/models/generation.py); pass as suppress_sequences
+NEVER_GENERATED = ["<pad>", "<bos>", "<mask>"]  # as our decoders (src/decoding/autoregressive.py); pass as suppress_sequences
 EXPORTABLE = {("encdec", "translation"): "Translator", ("decoder", "translation"): "Generator",
               ("decoder", "lm"): "Generator"}
 

@@ -223,7 +223,7 @@ class TrainedRun:
                   nbest: int = 1) -> list[list[str]]:
         """n-best detokenized translations of each text (nbest > 1: beam search's best `nbest`, best first)."""
         from .data.datamodule import pad
-        from .models.generation import beam_search
+        from .decoding.autoregressive import beam_search
 
         d = decode or self.spec.decode
         ids, _ = self.encode(texts)

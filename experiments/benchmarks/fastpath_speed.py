@@ -12,6 +12,7 @@ batch sizes, training) is `python -m src.speed`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 from pathlib import Path
@@ -19,9 +20,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from src.models import generation  # noqa: E402
+from src.config import DecodeConfig  # noqa: E402
+from src.decoding import generate  # noqa: E402
 from src.models.transformer import EncoderDecoder  # noqa: E402
-from src.models.vocab import EOS  # noqa: E402
 from src.speed.timing import interleaved, seconds  # noqa: E402
 
 SHAPE = dict(vocab_size=8000, d_model=256, n_heads=4, n_layers=3, d_ff=1024, src_len=16, new_tokens=32)
@@ -47,15 +48,14 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
     model = EncoderDecoder(shape["vocab_size"], shape["d_model"], shape["n_heads"], shape["n_layers"], shape["d_ff"],
                            dropout=0.0).to(device).eval()
-    generation.NEVER_GENERATED.append(EOS)  # fixed length: exactly new_tokens tokens per row
     new = shape["new_tokens"]
-    cases = [(f"greedy B={b}", dict(method="greedy"), b) for b in args.batch if "greedy" in args.methods]
-    cases += [("beam 4 B=1", dict(method="beam", beam_size=4), 1)] if "beam" in args.methods else []
+    cases = [(f"greedy B={b}", DecodeConfig(method="greedy"), b) for b in args.batch if "greedy" in args.methods]
+    cases += [("beam 4 B=1", DecodeConfig(method="beam", beam_size=4), 1)] if "beam" in args.methods else []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}; ms/token, median of {args.repeats}")
-    for name, kw, b in cases:
+    for name, decode, b in cases:
         src = torch.randint(5, shape["vocab_size"], (b, shape["src_len"]), device=device)
-        fns = {compiled: (lambda c=compiled: generation.generate(model, src, max_new_tokens=new, compile=c, **kw))
-               for compiled in (False, True)}
+        fns = {c: (lambda d=dataclasses.replace(decode, compile=c): generate(model, src, d, new, fixed_length=True))
+               for c in (False, True)}  # fixed_length: <eos> banned, exactly `new` tokens per row
         for compiled, fn in fns.items():  # warm-up (and compile)
             t, out = seconds(fn, device)
             assert out.size(1) == new, out.shape

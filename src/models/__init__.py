@@ -1,1 +1,2 @@
-"""Pure nn.Modules and decoding. Nothing here imports training code."""
+"""Pure nn.Modules (the decoding protocols they implement: src/decoding/). Nothing here imports training or
+decoding code."""

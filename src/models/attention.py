@@ -1,6 +1,5 @@
-"""Multi-head attention with padding/causal masks and a static incremental KV cache.
+"""Multi-head attention (Vaswani et al. 2017, §3.2), its masks and the incremental KV cache.
 
-Attention(Q, K, V) = softmax(QKᵀ / √d_k) V, computed per head and concatenated (Vaswani et al. 2017, §3.2).
 One module serves every use in this package: encoder self-attention (padding mask only), decoder masked
 self-attention (causal + padding), and cross-attention whose K, V come from the encoder's final output.
 """
@@ -14,29 +13,15 @@ from torch import nn
 
 
 class KVCache:
-    """Preallocated keys/values of one attention layer, indexed by position.
-
-    `k`, `v` are (B, H, max_len, d_head) buffers; `update(pos, k, v)` writes the new steps at `pos`. With an int
-    `pos` it returns the filled prefix (eager decoding); with a tensor `pos` (the static step of static_decode.py) it
-    writes one step without a host sync and returns the whole buffers, so every step has the same shapes: unfilled
-    slots are masked out by the caller. The buffers never change shape, so the step can run in a CUDA graph.
-    """
+    """Preallocated keys/values of one attention layer, indexed by position: `k`, `v` are (B, H, max_len, d_head)
+    buffers. (The compiled decode step brings its own cache with the same `update`: src/decoding/static.py.)"""
 
     def __init__(self, batch: int, n_heads: int, max_len: int, d_head: int, *, dtype, device):
         self.k = torch.zeros(batch, n_heads, max_len, d_head, dtype=dtype, device=device)
         self.v = torch.zeros_like(self.k)
 
-    @classmethod
-    def of(cls, k: torch.Tensor, v: torch.Tensor) -> "KVCache":
-        """A cache over existing (B, H, max_len, d_head) buffers."""
-        cache = cls.__new__(cls)
-        cache.k, cache.v = k, v
-        return cache
-
-    def update(self, pos: int | torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(pos, torch.Tensor):  # (1,) slot index, one new step
-            self.k.index_copy_(2, pos, k.to(self.k.dtype)), self.v.index_copy_(2, pos, v.to(self.v.dtype))
-            return self.k, self.v
+    def update(self, pos: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the new steps k, v (B, H, T, d_head) at slots pos..pos+T-1; return the filled prefix K, V[:, :, :pos+T]."""
         end = pos + k.size(2)
         if end > self.k.size(2):
             raise ValueError(f"KV cache overflow: position {end} > max_len {self.k.size(2)}")
@@ -45,16 +30,16 @@ class KVCache:
         return self.k[:, :, :end], self.v[:, :, :end]
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Select batch rows (beam search): row i becomes old row index[i]. In place when the batch size is kept,
-        so the buffers stay where a captured graph expects them; new buffers when it changes (beam expansion)."""
-        k, v = self.k.index_select(0, index), self.v.index_select(0, index)
-        if k.shape == self.k.shape:
-            self.k.copy_(k), self.v.copy_(v)
-        else:
-            self.k, self.v = k, v
+        """Select batch rows (beam search): row i becomes old row index[i]."""
+        self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
 
 
 class MultiHeadAttention(nn.Module):
+    """MultiHead(Q, K, V) = Concat(head_1..head_h) W_O,  head_i = Attention(Q W_Q,i, K W_K,i, V W_V,i),
+    Attention(Q, K, V) = softmax(QKᵀ / √d_k + M) V,  M = 0 where the mask allows attention, −∞ elsewhere.
+    The per-head projections are one d_model × d_model matrix for Q (`q_proj`), one d_model × 2·d_model for K and
+    V together (`kv_proj`)."""
+
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0):
         super().__init__()
         assert d_model % n_heads == 0, "d_model must be divisible by n_heads"
@@ -94,7 +79,7 @@ class MultiHeadAttention(nn.Module):
                 k, v = cache.update(pos, k, v)
         if self.keep_weights or (q.size(2) == 1 and q.device.type == "cpu" and torch.compiler.is_compiling()):
             # the explicit product: kept weights, or one query in a compiled CPU decode step, where inductor fuses it
-            # into the step's own loops (the aten flash kernel costs ~24 µs a call at one query, most of it setup)
+            # into the step's own loops (the fused kernel's per-call setup dominates at one query)
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.d_head)
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
@@ -117,3 +102,14 @@ def padding_mask(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
 def causal_mask(t: int, device=None) -> torch.Tensor:
     """(T, T) bool look-ahead mask, True on and below the diagonal: position i sees positions ≤ i only."""
     return torch.ones(t, t, dtype=torch.bool, device=device).tril()
+
+
+def self_attention_mask(valid: torch.Tensor, causal: bool, start: int = 0) -> torch.Tensor:
+    """(B, T) bool of real keys -> (B, 1, T-start, T) for the queries at positions start..T-1 (start > 0: the new
+    tokens of an incremental step): keys must be real (and not in the future if causal). Each position may always
+    see itself, so rows of pad queries never become all -inf (NaN)."""
+    t = valid.size(1)
+    mask = valid[:, None, None, :]
+    if causal:
+        mask = mask & causal_mask(t, valid.device)[start:]
+    return mask | torch.eye(t, dtype=torch.bool, device=valid.device)[start:]

@@ -4,17 +4,9 @@ Bahdanau, Cho & Bengio 2015, "Neural Machine Translation by Jointly Learning to 
 attention, bidirectional encoder); Luong, Pham & Manning 2015, "Effective Approaches to Attention-based Neural
 Machine Translation" (global attention with dot/general/concat scores, attentional hidden state, input feeding).
 The decoder follows Luong's recipe; the Bahdanau (additive) score is one choice of score function within it.
-
-  encoder   h_s = W_p [→h_s; ←h_s]                        bidirectional GRU/LSTM over the packed (unpadded) source
-  init      s_0 = tanh(W_i [→h_S; ←h_1])                  per layer, from the final forward/backward states
-  decoder   h_t = RNN([emb(y_{t-1}); h̃_{t-1}], h_{t-1})     input feeding, h̃_0 = 0
-  score     bahdanau: vᵀ tanh(W₁h_s + W₂h_t)   dot: h_tᵀh_s   general: h_tᵀ W h_s      (pad positions -> -inf)
-  attention a_t = softmax_s(score(h_t, h_s)),  c_t = Σ_s a_ts h_s
-  output    h̃_t = tanh(W_c [c_t; h_t]),  logits = W_o h̃_t
-  none      c_t = s_0 of the top layer for every t          the fixed context vector of Sutskever, Vinyals & Le 2014
-            ("Sequence to Sequence Learning with Neural Networks") / Cho et al. 2014: the decoder sees the source only
-            through the final encoder states, never the per-position outputs h_s (no attention, no heatmap)
-The same `_step` serves teacher forcing (forward) and incremental decoding (prefill / step / reorder_state).
+attention="none" is the fixed context vector of Sutskever, Vinyals & Le 2014 ("Sequence to Sequence Learning with
+Neural Networks") / Cho et al. 2014. The same `_step` serves teacher forcing (forward) and incremental decoding
+(prefill / step / reorder_state).
 """
 from __future__ import annotations
 
@@ -31,7 +23,12 @@ SCORES = ("bahdanau", "dot", "general", "none")
 
 
 class Attention(nn.Module):
-    """Global attention over the encoder outputs. The source-side part of the score is precomputed once (`keys`)."""
+    """Global attention over the encoder outputs h_s, for the decoder state h_t:
+        score     bahdanau: vᵀ tanh(W₁h_s + W₂h_t)   dot: h_tᵀh_s   general: h_tᵀ W h_s      (pad positions -> -inf)
+        a_t = softmax_s(score(h_t, h_s)),   c_t = Σ_s a_ts h_s
+        none      c_t = s_0 of the top layer for every t: the decoder sees the source only through the final encoder
+                  states, never the per-position outputs h_s (no attention, no heatmap)
+    The source-side part of the score is precomputed once (`keys`)."""
 
     def __init__(self, d_model: int, kind: str):
         super().__init__()
@@ -104,7 +101,9 @@ class RNNAttention(nn.Module):
         self.lm_head = nn.Linear(d_model, vocab_size)  # W_o
 
     def init_state(self, src: torch.Tensor) -> RNNState:
-        """Encode right-padded src (B, S); packing makes outputs and final states independent of the padding."""
+        """Encode right-padded src (B, S) with a bidirectional GRU/LSTM over the packed (unpadded) source, so that
+        outputs and final states do not depend on the padding:
+            h_s = W_p [→h_s; ←h_s]          s_0 = tanh(W_i [→h_S; ←h_1])  per layer, from the final states"""
         b, s = src.shape
         mask = src != PAD
         lengths = mask.sum(1).clamp(min=1)  # an empty source reads a single <pad> (whose embedding is 0)
@@ -131,7 +130,9 @@ class RNNAttention(nn.Module):
         )
 
     def _step(self, tokens: torch.Tensor, state: RNNState) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B,) previous tokens -> logits (B, V), attention (B, S); advances `state` in place."""
+        """(B,) previous tokens -> logits (B, V), attention (B, S); advances `state` in place:
+            h_t = RNN([emb(y_{t-1}); h̃_{t-1}], h_{t-1})     input feeding, h̃_0 = 0
+            h̃_t = tanh(W_c [c_t; h_t]),  logits = W_o h̃_t   c_t from `Attention`"""
         x = torch.cat([self.drop(self.embed(tokens)), state.feed], -1)[:, None]  # [emb(y_{t-1}); h̃_{t-1}]
         hidden = (state.h, state.c) if self.is_lstm else state.h
         out, hidden = self.decoder(x, hidden)

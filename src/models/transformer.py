@@ -1,30 +1,26 @@
 """Transformer encoder, decoder and encoder-decoder (Vaswani et al. 2017, "Attention Is All You Need").
 
-Every box of the diagram lives here, next to the formula it implements:
-  embedding      x = E[token]·√d_model + PE(position),  PE(p, 2i) = sin(p/10000^(2i/d)), PE(p, 2i+1) = cos(·)
-  encoder layer  post-LN: X = LN(X + SelfAttn(X));  X = LN(X + FFN(X))      (pre-LN: X = X + SelfAttn(LN(X)), ...)
-  decoder layer  Y = Y + MaskedSelfAttn(Y);  Y = Y + CrossAttn(Y, memory);  Y = Y + FFN(Y)   (+ LN as above)
-  FFN            FFN(x) = W₂ · GELU(W₁x + b₁) + b₂
-Cross-attention takes its K, V from the *final* encoder output (the "memory"); its Q from the decoder.
-
-Models: EncoderClassifier (BERT-like), DecoderLM / DecoderClassifier / PrefixLM (GPT-like), EncoderDecoder
-(T5/BART-like). The autoregressive ones implement `prefill` / `step` / `reorder_state` for `generation.py`, with
-prefill = `start` (encode the source / size the cache; the tokens still to feed) + `decode_tokens` of those tokens.
+Every box of the diagram is a block here, its formula in its docstring: Embedding, FeedForward, Residual (the
+sublayer connection), EncoderLayer, DecoderLayer, Stack. Models: EncoderClassifier (BERT-like), DecoderLM /
+DecoderClassifier / PrefixLM (GPT-like), EncoderDecoder (T5/BART-like); the autoregressive ones decode
+incrementally through incremental.py's KV cache.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .attention import KVCache, MultiHeadAttention, causal_mask, padding_mask
+from .attention import MultiHeadAttention, padding_mask, self_attention_mask
+from .incremental import IncrementalDecoding, LayerCache
 from .vocab import BOS, PAD
 
 
 class Embedding(nn.Module):
-    """Token embedding scaled by √d_model plus sinusoidal positions (no length limit)."""
+    """Token embedding scaled by √d_model plus sinusoidal positions (§3.5; no length limit):
+        x = E[token]·√d_model + PE(p),   PE(p, 2i) = sin(p / 10000^(2i/d_model)),  PE(p, 2i+1) = cos(p / 10000^(2i/d_model))
+    The sin and cos of each frequency are interleaved (2i, 2i+1)."""
 
     def __init__(self, vocab_size: int, d_model: int, dropout: float):
         super().__init__()
@@ -41,14 +37,23 @@ class Embedding(nn.Module):
         pe = torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)
         return self.drop(self.tok(tokens) * math.sqrt(self.d_model) + pe)
 
+    @staticmethod
+    def positions(valid: torch.Tensor) -> torch.Tensor:
+        """Position ids p that count real tokens only, so left padding does not shift positions."""
+        return (valid.long().cumsum(1) - 1).clamp(min=0)
+
 
 class FeedForward(nn.Sequential):
+    """Position-wise feed-forward network (§3.3, with GELU for ReLU): FFN(x) = W₂ · GELU(W₁x + b₁) + b₂."""
+
     def __init__(self, d_model: int, d_ff: int, dropout: float):
         super().__init__(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
 
 
 class Residual(nn.Module):
-    """x + Dropout(sublayer(x)), normalised before (pre-LN) or after (post-LN) the sum."""
+    """The sublayer connection around attention and FFN (§5.4), normalised after (post-LN, the paper's) or before
+    (pre-LN, Xiong et al. 2020) the sublayer:
+        post-LN  x ← LN(x + Dropout(sublayer(x)))        pre-LN  x ← x + Dropout(sublayer(LN(x)))"""
 
     def __init__(self, d_model: int, dropout: float, norm_first: bool):
         super().__init__()
@@ -61,6 +66,8 @@ class Residual(nn.Module):
 
 
 class EncoderLayer(nn.Module):
+    """X ← Residual(X, SelfAttn) ;  X ← Residual(X, FFN): self-attention sees every real token (padding mask)."""
+
     def __init__(self, d_model, n_heads, d_ff, dropout, norm_first):
         super().__init__()
         self.self_attn = MultiHeadAttention(d_model, n_heads, dropout)
@@ -73,7 +80,9 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """Masked self-attention → (cross-attention on the encoder memory) → FFN."""
+    """Y ← Residual(Y, SelfAttn) ;  Y ← Residual(Y, CrossAttn(·, memory)) ;  Y ← Residual(Y, FFN).
+    Self-attention is masked (causal) in an autoregressive decoder. Cross-attention (when the model has an encoder)
+    takes its Q from the decoder and its K, V from the *final* encoder output, the memory."""
 
     def __init__(self, d_model, n_heads, d_ff, dropout, norm_first, cross_attention: bool):
         super().__init__()
@@ -88,22 +97,6 @@ class DecoderLayer(nn.Module):
             memory_kv = cache.memory_kv if cache is not None else None
             y = self.res[1](y, lambda h: self.cross_attn(h, memory, memory_mask, memory_kv=memory_kv))
         return self.res[-1](y, self.ffn)
-
-
-def self_attention_mask(valid: torch.Tensor, causal: bool, start: int = 0) -> torch.Tensor:
-    """(B, T) bool of real keys -> (B, 1, T-start, T) for the queries at positions start..T-1 (start > 0: the new
-    tokens of an incremental step): keys must be real (and not in the future if causal). Each position may always
-    see itself, so rows of pad queries never become all -inf (NaN)."""
-    t = valid.size(1)
-    mask = valid[:, None, None, :]
-    if causal:
-        mask = mask & causal_mask(t, valid.device)[start:]
-    return mask | torch.eye(t, dtype=torch.bool, device=valid.device)[start:]
-
-
-def positions_of(valid: torch.Tensor) -> torch.Tensor:
-    """Position ids that count real tokens only, so left padding does not shift positions."""
-    return (valid.long().cumsum(1) - 1).clamp(min=0)
 
 
 class Stack(nn.Module):
@@ -125,91 +118,15 @@ class Stack(nn.Module):
     def forward(self, tokens, memory=None, memory_mask=None):
         """Full (training) pass: tokens (B, T) -> hidden (B, T, D). Pad tokens are never attended to."""
         valid = tokens != PAD
-        x = self.embed(tokens, positions_of(valid))
+        x = self.embed(tokens, self.embed.positions(valid))
         mask = self_attention_mask(valid, self.causal)
         for layer in self.layers:
             x = layer(x, mask, memory, memory_mask) if self.is_decoder else layer(x, mask)
         return self.norm(x)
 
 
-@dataclass
-class LayerCache:
-    self_kv: KVCache
-    memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def reorder(self, index):
-        self.self_kv.reorder(index)
-        if self.memory_kv is not None:
-            self.memory_kv = tuple(t.index_select(0, index) for t in self.memory_kv)
-
-
-@dataclass
-class DecodeState:
-    """Incremental state of a transformer decoder: per-layer caches, which cached keys are real, next position."""
-
-    caches: list[LayerCache]
-    key_valid: torch.Tensor  # (B, max_len) bool
-    next_pos: torch.Tensor  # (B,) position id of the next token (counts real tokens only)
-    pos: int = 0  # next cache slot
-    memory_mask: torch.Tensor | None = None
-
-    def reorder(self, index):
-        for c in self.caches:
-            c.reorder(index)
-        self.key_valid = self.key_valid.index_select(0, index)
-        self.next_pos = self.next_pos.index_select(0, index)
-        if self.memory_mask is not None:
-            self.memory_mask = self.memory_mask.index_select(0, index)
-
-
-class _Incremental:
-    """Mixin: cache-based decoding over `self.decoder` (a causal Stack) and `self.lm_head`."""
-
-    def new_state(self, batch, max_len, memory=None, memory_mask=None) -> DecodeState:
-        dec, ref = self.decoder, self.lm_head.weight
-        caches = []
-        for layer in dec.layers:
-            attn = layer.self_attn
-            kv = KVCache(batch, attn.n_heads, max_len, attn.d_head, dtype=ref.dtype, device=ref.device)
-            mem_kv = layer.cross_attn.project_kv(memory) if layer.cross_attn is not None else None
-            caches.append(LayerCache(kv, mem_kv))
-        return DecodeState(
-            caches,
-            key_valid=torch.zeros(batch, max_len, dtype=torch.bool, device=ref.device),
-            next_pos=torch.zeros(batch, dtype=torch.long, device=ref.device),
-            memory_mask=memory_mask,
-        )
-
-    def decode_tokens(self, tokens: torch.Tensor, state: DecodeState) -> torch.Tensor:
-        """Feed (B, T) tokens (T ≥ 1; pads allowed in a prompt) at cache slot state.pos; return logits of the last."""
-        b, t = tokens.shape
-        valid = tokens != PAD
-        start = state.pos
-        state.key_valid[:, start : start + t] = valid
-        positions = state.next_pos[:, None] + positions_of(valid)
-        state.next_pos = state.next_pos + valid.sum(1)
-        mask = self_attention_mask(state.key_valid[:, : start + t], causal=True, start=start)
-        x = self.decoder.embed(tokens, positions)
-        for layer, cache in zip(self.decoder.layers, state.caches):
-            x = layer(x, mask, None, state.memory_mask, cache=cache, pos=start)
-        state.pos = start + t
-        return self.lm_head(self.decoder.norm(x[:, -1]))
-
-    def step(self, tokens: torch.Tensor, state: DecodeState) -> torch.Tensor:
-        """One decoding step: (B,) previous tokens -> (B, V) next-token logits."""
-        return self.decode_tokens(tokens[:, None], state)
-
-    def prefill(self, src: torch.Tensor, max_new_tokens: int):
-        """(logits (B, V) of the first new token, state): `start`, then its tokens fed through the decoder."""
-        prompt, state = self.start(src, max_new_tokens)
-        return self.decode_tokens(prompt, state), state
-
-    @staticmethod
-    def reorder_state(state: DecodeState, index: torch.Tensor) -> None:
-        state.reorder(index)
-
-
-def _lm_head(d_model, vocab_size, embed: Embedding, tie: bool) -> nn.Linear:
+def make_lm_head(d_model, vocab_size, embed: Embedding, tie: bool) -> nn.Linear:
+    """The output projection logits = h Wᵀ; tied (§3.4, Press & Wolf 2017): W is the token embedding matrix E."""
     head = nn.Linear(d_model, vocab_size, bias=False)
     if tie:
         head.weight = embed.tok.weight
@@ -217,7 +134,8 @@ def _lm_head(d_model, vocab_size, embed: Embedding, tie: bool) -> nn.Linear:
 
 
 class EncoderClassifier(nn.Module):
-    """Bidirectional encoder (padding mask only) + mean-pooled linear classifier (BERT-like)."""
+    """Bidirectional encoder (padding mask only) + mean-pooled linear classifier (BERT-like):
+    logits = W · mean_{t real} h_t + b."""
 
     def __init__(self, vocab_size, n_classes, d_model, n_heads, n_layers, d_ff, dropout=0.1, norm_first=True, **_):
         super().__init__()
@@ -230,13 +148,13 @@ class EncoderClassifier(nn.Module):
         return self.head((h * valid).sum(1) / valid.sum(1).clamp(min=1))
 
 
-class DecoderLM(_Incremental, nn.Module):
-    """Causal self-attention language model (GPT-like): logits for the next token at every position."""
+class DecoderLM(IncrementalDecoding, nn.Module):
+    """Causal self-attention language model (GPT-like): P(x_{t+1} | x_≤t) = softmax(h_t Wᵀ) at every position t."""
 
     def __init__(self, vocab_size, d_model, n_heads, n_layers, d_ff, dropout=0.1, norm_first=True, tie_weights=True, **_):
         super().__init__()
         self.decoder = Stack(vocab_size, d_model, n_heads, n_layers, d_ff, dropout, norm_first, True, False)
-        self.lm_head = _lm_head(d_model, vocab_size, self.decoder.embed, tie_weights)
+        self.lm_head = make_lm_head(d_model, vocab_size, self.decoder.embed, tie_weights)
 
     def forward(self, tokens):
         return self.lm_head(self.decoder(tokens))
@@ -247,7 +165,8 @@ class DecoderLM(_Incremental, nn.Module):
 
 
 class DecoderClassifier(nn.Module):
-    """Causal decoder; the class is read from the last real token, the only one that has seen the whole input."""
+    """Causal decoder; the class is read from the last real token, the only one that has seen the whole input:
+    logits = W h_last + b."""
 
     def __init__(self, vocab_size, n_classes, d_model, n_heads, n_layers, d_ff, dropout=0.1, norm_first=True, **_):
         super().__init__()
@@ -286,7 +205,7 @@ class PrefixLM(DecoderLM):
         return super().start(left_pad(src, append=BOS), max_new_tokens)
 
 
-class EncoderDecoder(_Incremental, nn.Module):
+class EncoderDecoder(IncrementalDecoding, nn.Module):
     """Encoder + decoder with cross-attention on the final encoder output (T5/BART-like)."""
 
     def __init__(self, vocab_size, d_model, n_heads, n_layers, d_ff, dropout=0.1, norm_first=True, tie_weights=True, **_):
@@ -294,7 +213,7 @@ class EncoderDecoder(_Incremental, nn.Module):
         self.encoder = Stack(vocab_size, d_model, n_heads, n_layers, d_ff, dropout, norm_first, False, False)
         self.decoder = Stack(vocab_size, d_model, n_heads, n_layers, d_ff, dropout, norm_first, True, True)
         self.decoder.embed.tok = self.encoder.embed.tok  # one shared vocabulary
-        self.lm_head = _lm_head(d_model, vocab_size, self.decoder.embed, tie_weights)
+        self.lm_head = make_lm_head(d_model, vocab_size, self.decoder.embed, tie_weights)
 
     def encode(self, src):
         return self.encoder(src), padding_mask(src, PAD)

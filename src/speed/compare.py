@@ -16,7 +16,8 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from ..models.generation import generate
+from ..config import DecodeConfig
+from ..decoding import generate
 from ..models.vocab import BOS, PAD
 from . import peers
 from .flops import matmul_peak, train_flops
@@ -90,9 +91,18 @@ def _infer_fn(model, spec, method, src, mode, peer: bool):
         return lambda: (model(input_ids=src) if peer else model(src)), src.numel()
     if peer:
         return lambda: peers.peer_generate(model, src, method, n, fixed, spec["beam_size"]), None
-    kw = {**spec["decode"], "beam_size": spec["beam_size"], "passes": int(method[4:]) if arch == "nar" else 1,
-          "compile": spec["decode_compile"]}
-    return lambda: generate(model, src, method if arch != "nar" else "greedy", n, fixed, **kw), None
+    return lambda: generate(model, src, decode_config(spec, method), n, fixed), None
+
+
+def decode_config(spec: dict, method: str) -> DecodeConfig:
+    """The DecodeConfig of one timed method: the spec's decode switches (the decode group's other keys), its beam
+    size and decode_compile; nar's methods are mask-predict passes ("pass1", "pass4")."""
+    nar = spec["arch"] == "nar"
+    fields = {**spec["decode"], "method": "mask_predict" if nar else method, "beam_size": spec["beam_size"],
+              "compile": spec["decode_compile"]}
+    if nar:
+        fields["passes"] = int(method[4:])
+    return DecodeConfig(**fields)
 
 
 def _output_tokens(out, src, peer: bool, arch: str) -> int:

@@ -51,8 +51,8 @@ def build_peer(arch: str, vocab: int, d_model: int, n_heads: int, n_layers: int,
     return None
 
 
-def peer_generate(model, src: torch.Tensor, method: str, new_tokens: int, fixed: bool, beam_size: int = 4,
-                  decoder_prompt: bool = False) -> torch.Tensor:
+def peer_generate(model, src: torch.Tensor, method: str, new_tokens: int, fixed: bool,
+                  beam_size: int = 4) -> torch.Tensor:
     """HF generate() with our settings: greedy / beam (k, length penalty 1) / ancestral sampling (no top-k/p);
     fixed=True forces exactly `new_tokens` new tokens (min = max new tokens), KV cache on."""
     kw = dict(max_new_tokens=new_tokens, use_cache=True, pad_token_id=PAD, eos_token_id=EOS)

@@ -22,7 +22,7 @@
 - bf16: Lightning's `trainer.precision=bf16-mixed` runs the forward under torch.autocast(bfloat16) (matmuls in
   bf16, reductions and the loss in fp32). On CPU it pays off only with native bf16 dot products (avx512_bf16 or
   AMX); `cpu_has_native_bf16()` says whether this CPU has them.
-The decode fast path (decode.compile) lives in src/models/static_decode.py.
+The decode fast path (decode.compile) lives in src/decoding/static.py.
 """
 from __future__ import annotations
 

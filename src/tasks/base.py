@@ -8,7 +8,7 @@ import lightning as L
 import torch
 
 from ..config import DecodeConfig, OptimConfig
-from ..models.generation import generate
+from ..decoding import generate
 from ..models.vocab import PAD
 
 
@@ -59,12 +59,7 @@ class TaskModule(L.LightningModule):
     def generate_tokens(self, src: torch.Tensor, max_new_tokens: int, decode: DecodeConfig | None = None,
                         fixed_length: bool = False):
         """The model's output token ids for `src` with the configured (or given) decoding."""
-        d = decode or self.decode_cfg
-        return generate(self.model, src, d.method, max_new_tokens, fixed_length, beam_size=d.beam_size,
-                        length_penalty=d.length_penalty, temperature=d.temperature, top_k=d.top_k, top_p=d.top_p,
-                        seed=d.seed, passes=d.passes, no_repeat_ngram_size=d.no_repeat_ngram_size,
-                        repetition_penalty=d.repetition_penalty,
-                        compile=d.compile)
+        return generate(self.model, src, decode or self.decode_cfg, max_new_tokens, fixed_length)
 
     @property
     def decode_variants(self) -> dict[str, DecodeConfig]:

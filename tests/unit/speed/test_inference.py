@@ -2,8 +2,9 @@
 length-stratified sampling, the by_batch rows of results.json (nothing timed)."""
 import torch
 
+from src.config import DecodeConfig
+from src.decoding import generate
 from src.speed.inference import length_stratified
-from src.models.generation import generate
 from src.models.nar import CMLM
 from src.models.rnn_attn import RNNAttention
 from src.models.transformer import DecoderLM, EncoderDecoder
@@ -21,11 +22,11 @@ def _models():
 def test_fixed_length_gives_exactly_n_tokens_for_ar_and_nar():
     for model in _models():
         for method in ("greedy", "beam", "sample"):
-            out = generate(model.eval(), SRC, method, 7, fixed_length=True)
+            out = generate(model.eval(), SRC, DecodeConfig(method=method), 7, fixed_length=True)
             assert out.shape == (3, 7) and not ((out == EOS) | (out == PAD)).any()
     nar = CMLM(**SHAPE).eval()
     for passes in (1, 3):
-        out = generate(nar, SRC, "greedy", 7, fixed_length=True, passes=passes)
+        out = generate(nar, SRC, DecodeConfig(method="mask_predict", passes=passes), 7, fixed_length=True)
         assert out.shape == (3, 7) and not (out == PAD).any()
 
 
@@ -36,10 +37,10 @@ def test_no_decoder_step_after_the_last_token():
         model.step = lambda tok, state: calls.append(1) or step(tok, state)
         prefill = model.prefill
         model.prefill = lambda *a: (calls.clear(), prefill(*a), calls.clear())[1]  # count steps after prefill
-        generate(model.eval(), SRC, "greedy", 6, fixed_length=True)
+        generate(model.eval(), SRC, DecodeConfig(), 6, fixed_length=True)
         assert len(calls) == 5  # prefill gives token 1, steps give tokens 2..6
         calls.clear()
-        generate(model, SRC, "beam", 6, fixed_length=True, beam_size=2)
+        generate(model, SRC, DecodeConfig(method="beam", beam_size=2), 6, fixed_length=True)
         assert len(calls) == 5
 
 

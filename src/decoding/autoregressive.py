@@ -1,35 +1,44 @@
-"""One `generate()` for every family.
+"""Autoregressive search: greedy, beam and ancestral sampling over one incremental-decoder protocol, with the
+repetition controls (no_repeat_ngram, repetition penalty) and the special-token bans every search shares.
 
-Autoregressive models (decoder, encdec, rnn_attn) implement the incremental-decoder protocol
-    prefill(src, max_new_tokens) -> (logits (B, V) of the first target token, state)
-    step(tokens (B,), state)     -> logits (B, V) of the next token      (state holds the KV cache / RNN hidden)
-    reorder_state(state, index)  -> None: keep batch rows `index` (beam search)
-and share greedy, beam and sampling search. Non-autoregressive models (nar) implement
-    encode(src) -> (memory, memory_mask);  predict_length(memory, memory_mask) -> (B,) lengths
-    predict(tgt, memory, memory_mask) -> logits (B, T, V): one parallel decoder pass
-and share one refinement routine, mask-predict (Ghazvininejad et al. 2019).
-Outputs are (B, T) token ids: the target without <bos>, ended by <eos> (AR), right-padded with <pad>.
-fixed_length=True (for speed measurements): <eos> is banned and every AR row gets exactly max_new_tokens tokens;
-mask-predict's length is forced to max_new_tokens. No decoder step runs after the last token is chosen.
-`compile=True` runs the AR search on the static-shape, compiled decoder step of static_decode.py (transformer
-decoders; rnn_attn stays eager). The searches check "all finished?" (a host sync) only every SYNC_EVERY steps;
-rows that finished keep emitting <pad>, and trailing all-<pad> columns are cut, so the output is the same.
+Outputs are (B, T) token ids: the target without <bos>, ended by <eos>, right-padded with <pad>.
+fixed_length=True (speed measurements): <eos> is banned and every row gets exactly max_new_tokens tokens.
+No decoder step runs after the last token is chosen. The searches check "all finished?" (a host sync) only every
+SYNC_EVERY steps; rows that finished keep emitting <pad>, and trailing all-<pad> columns are cut (`trim_pads`), so
+the output is the same as checking every step.
 """
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import torch
 
-from .static_decode import static_decoder, supports_static
-from .vocab import BOS, EOS, MASK, PAD
+from ..models.vocab import BOS, EOS, MASK, PAD
 
 NEVER_GENERATED = [PAD, BOS, MASK]
 SYNC_EVERY = 8  # steps between the host-side "all finished?" checks of the AR searches
 
 
-def _forbid_special(logits: torch.Tensor, fixed_length: bool = False) -> torch.Tensor:
+class IncrementalDecoder(Protocol):
+    """What the searches need of a model: the incremental-decoder protocol, implemented by the transformer decoders
+    (src/models/incremental.py: decoder, prefix-LM, encdec), rnn_attn, and static.StaticDecoder (decode.compile).
+    The state is the model's own (KV cache, RNN hidden); the searches only pass it back."""
+
+    def prefill(self, src: torch.Tensor, max_new_tokens: int) -> tuple[torch.Tensor, Any]:
+        """(logits (B, V) of the first target token, state with room for max_new_tokens tokens): the source encoded
+        or the prompt fed."""
+
+    def step(self, tokens: torch.Tensor, state: Any) -> torch.Tensor:
+        """(B,) previous tokens -> (B, V) logits of the next token; advances `state` in place."""
+
+    def reorder_state(self, state: Any, index: torch.Tensor) -> None:
+        """Row i of `state` becomes old row index[i] (beam search: expansion to B·k, then each step's survivors)."""
+
+
+def forbid_special(logits: torch.Tensor, fixed_length: bool = False) -> torch.Tensor:
     """A decoder never emits <pad>, <bos> or <mask> (finished rows are padded by the search itself);
-    with fixed_length it never emits <eos> either. In place: a step's logits are its own fresh tensor, and a copy
-    of the (B, V) logits costs ~0.15 ms a step at batch 32, vocab 8k (measured)."""
+    with fixed_length it never emits <eos> either. In place: a step's logits are its own fresh tensor, and copying
+    the (B, V) logits every step would cost time for nothing."""
     banned = NEVER_GENERATED + [EOS] if fixed_length else NEVER_GENERATED
     return logits.index_fill_(-1, torch.tensor(banned, device=logits.device), float("-inf"))
 
@@ -52,32 +61,19 @@ def constrain_repeats(logits: torch.Tensor, history: torch.Tensor, no_repeat_ngr
     return logits
 
 
-@torch.no_grad()
-def generate(model, src: torch.Tensor, method: str = "greedy", max_new_tokens: int = 64, fixed_length: bool = False,
-             **kw) -> torch.Tensor:
-    if getattr(model, "non_autoregressive", False):
-        return mask_predict(model, src, passes=kw.get("passes", 1), length=max_new_tokens if fixed_length else None)
-    repeats = {"no_repeat_ngram_size": kw.get("no_repeat_ngram_size", 0),
-               "repetition_penalty": kw.get("repetition_penalty", 1.0)}
-    if kw.get("compile") and supports_static(model):
-        model = static_decoder(model, compile=True)
-    if method == "greedy":
-        return greedy(model, src, max_new_tokens, fixed_length, **repeats)
-    if method == "beam":
-        return beam_search(model, src, max_new_tokens, kw.get("beam_size", 4), kw.get("length_penalty", 1.0),
-                           fixed_length, **repeats)[0][:, 0]
-    if method == "sample":
-        return sample(model, src, max_new_tokens, kw.get("temperature", 1.0), kw.get("top_k", 0), kw.get("top_p", 1.0),
-                      kw.get("seed", 0), fixed_length, **repeats)
-    raise ValueError(f"decode method {method!r} is not one of greedy, beam, sample")
+def trim_pads(tokens: torch.Tensor) -> torch.Tensor:
+    """Cut the trailing columns that are <pad> in every row (written after all rows had finished)."""
+    filled = (tokens.flatten(0, -2) != PAD).any(0).nonzero()
+    return tokens[..., : int(filled.max()) + 1 if filled.numel() else 1]
 
 
-def _search(model, src, max_new_tokens, choose, fixed_length=False, **repeats) -> torch.Tensor:
+def _search(model: IncrementalDecoder, src, max_new_tokens, choose, fixed_length=False, **repeats) -> torch.Tensor:
+    """One token per row per step, picked by `choose` from the constrained logits (greedy and sampling)."""
     logits, state = model.prefill(src, max_new_tokens)
     out = torch.full((src.size(0), max_new_tokens), PAD, dtype=torch.long, device=src.device)
     done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
     for t in range(max_new_tokens):
-        tok = choose(_forbid_special(constrain_repeats(logits, out[:, :t], **repeats), fixed_length)).masked_fill(done, PAD)
+        tok = choose(forbid_special(constrain_repeats(logits, out[:, :t], **repeats), fixed_length)).masked_fill(done, PAD)
         out[:, t] = tok
         done |= tok == EOS
         if t == max_new_tokens - 1:
@@ -85,22 +81,18 @@ def _search(model, src, max_new_tokens, choose, fixed_length=False, **repeats) -
         if not fixed_length and t % SYNC_EVERY == SYNC_EVERY - 1 and bool(done.all()):
             break
         logits = model.step(tok, state)
-    return _trim(out)
-
-
-def _trim(tokens: torch.Tensor) -> torch.Tensor:
-    """Cut the trailing columns that are <pad> in every row (written after all rows had finished)."""
-    filled = (tokens.flatten(0, -2) != PAD).any(0).nonzero()
-    return tokens[..., : int(filled.max()) + 1 if filled.numel() else 1]
+    return trim_pads(out)
 
 
 @torch.no_grad()
-def greedy(model, src, max_new_tokens=64, fixed_length=False, **repeats):
+def greedy(model: IncrementalDecoder, src, max_new_tokens=64, fixed_length=False, **repeats):
+    """ŷ_t = argmax_y P(y | ŷ_<t, x) at every step."""
     return _search(model, src, max_new_tokens, lambda logits: logits.argmax(-1), fixed_length, **repeats)
 
 
 @torch.no_grad()
-def sample(model, src, max_new_tokens=64, temperature=1.0, top_k=0, top_p=1.0, seed=0, fixed_length=False, **repeats):
+def sample(model: IncrementalDecoder, src, max_new_tokens=64, temperature=1.0, top_k=0, top_p=1.0, seed=0,
+           fixed_length=False, **repeats):
     """Ancestral sampling from softmax(logits / temperature), restricted to the top-k tokens and/or the smallest
     set whose probability reaches top_p (nucleus). Seeded: the same seed gives the same samples."""
     gen = torch.Generator(device=src.device).manual_seed(seed)
@@ -126,10 +118,11 @@ def length_penalty_of(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def beam_search(model, src, max_new_tokens=64, beam_size=4, length_penalty=1.0, fixed_length=False, **repeats):
+def beam_search(model: IncrementalDecoder, src, max_new_tokens=64, beam_size=4, length_penalty=1.0,
+                fixed_length=False, **repeats):
     """Batched beam search: all B×k hypotheses advance in one step() call per position.
     A hypothesis that emitted <eos> is frozen (only <pad> continues it, at no cost) and keeps competing by its
-    length-normalised score; the search stops early once every hypothesis has finished.
+    length-normalised score log P(Y|X) / lp(|Y|); the search stops early once every hypothesis has finished.
     Returns tokens (B, k, T) and normalised scores (B, k), best first."""
     b, k = src.size(0), beam_size
     logits, state = model.prefill(src, max_new_tokens)
@@ -144,7 +137,7 @@ def beam_search(model, src, max_new_tokens=64, beam_size=4, length_penalty=1.0, 
     lengths = torch.zeros(b * k, dtype=torch.long, device=src.device)
     finished = torch.zeros(b * k, dtype=torch.bool, device=src.device)
     for t in range(max_new_tokens):
-        logp = _forbid_special(constrain_repeats(logits.float(), tokens[:, :t], **repeats), fixed_length).log_softmax(-1)
+        logp = forbid_special(constrain_repeats(logits.float(), tokens[:, :t], **repeats), fixed_length).log_softmax(-1)
         logp[finished] = float("-inf")
         logp[finished, PAD] = 0.0
         cand = scores[:, None] + logp  # (B·k, V) total log-probability
@@ -162,36 +155,7 @@ def beam_search(model, src, max_new_tokens=64, beam_size=4, length_penalty=1.0, 
             break
         model.reorder_state(state, rows)
         logits = model.step(tok, state)
-    tokens = _trim(tokens.view(b, k, -1))
+    tokens = trim_pads(tokens.view(b, k, -1))
     final = (scores / length_penalty_of(lengths, length_penalty)).view(b, k)
     final, order = final.sort(-1, descending=True)
     return tokens.gather(1, order[:, :, None].expand_as(tokens)), final
-
-
-@torch.no_grad()
-def mask_predict(model, src, passes: int = 1, length: int | None = None) -> torch.Tensor:
-    """Mask-predict: predict the length L, start from L <mask> tokens, then for pass t = 0..passes-1 predict every
-    masked position in parallel and re-mask the n = L·(passes-1-t)/passes least confident ones.
-    At most `passes` decoder calls (one per pass); the output never exceeds the predicted length
-    (`length` forces L = length for every row: the fixed-length speed mode)."""
-    memory, memory_mask = model.encode(src)
-    if length is None:
-        lengths = model.predict_length(memory, memory_mask).clamp(min=1)
-    else:
-        lengths = torch.full((src.size(0),), length, dtype=torch.long, device=src.device)
-    t_max = int(lengths.max())
-    real = torch.arange(t_max, device=src.device)[None] < lengths[:, None]
-    tokens = torch.where(real, MASK, PAD)
-    probs = torch.zeros(tokens.shape, device=src.device)
-    for t in range(passes):
-        masked = tokens == MASK
-        p, pred = _forbid_special(model.predict(tokens, memory, memory_mask).float()).softmax(-1).max(-1)
-        tokens = torch.where(masked, pred, tokens)
-        probs = torch.where(masked, p, probs)
-        n_mask = (lengths.float() * (passes - 1 - t) / passes).long()
-        if t == passes - 1 or int(n_mask.max()) == 0:
-            break
-        conf = probs.masked_fill(~real, float("inf"))
-        rank = conf.argsort(-1).argsort(-1)  # 0 = least confident
-        tokens = torch.where(rank < n_mask[:, None], MASK, tokens)
-    return tokens

@@ -1,31 +1,21 @@
 """Static-shape incremental decoding: one decoder step whose shapes never change, so it can be compiled once
 (`torch.compile`: inductor C++ on CPU) and captured in a CUDA graph (mode="reduce-overhead") for every position.
 
-The eager step (`transformer._Incremental.decode_tokens`) attends over the filled prefix K[:, :, :pos+1], so its
-shapes grow by one per token. The static step attends over the whole preallocated cache of max_len slots with a
-mask of the filled ones, and takes the cache slot as a tensor that it advances in place:
-    x = E[tok]·√d_model + PE(next_pos)                       next_pos += [tok ≠ <pad>]
-    K[:, :, pos] ← W_k h,  V[:, :, pos] ← W_v h              (each layer; index_copy_, no host sync)
-    mask_j = key_valid_j ∨ (j = pos),  j ∈ [0, max_len)       softmax(q Kᵀ/√d_k + (−∞ where ¬mask)) V
-    pos ← pos + 1
-An unfilled slot gets weight exp(−∞) = 0, so the attention is the eager one's (same tokens, up to float rounding).
-Every tensor of the state is updated in place and pooled by shape across calls, so a captured graph always sees the
-same addresses. On CPU the step is bound by streaming the weights of the decoder layers and the output projection
-(they no longer fit in cache), and the form of the product decides how fast MKL streams them. nn.Linear's x·Wᵀ is
-the slowest form at every row count measured (2-core EPYC, cold cache, 8000×256 output projection: 1,567 µs at 1
-row, 1,438 at 4); the step uses instead (`decode_linear`)
-    one row:       x·(Wᵀ contiguous)   a GEMV down a column-major copy of W          526 µs
-    several rows:  (W·xᵀ)ᵀ             a tall-skinny GEMM that streams W once        430 µs at 4 rows
-Inside a compiled step, one row goes further: x·Wᵀ is written as the reduction Σ_k W[:, k]·x[k], which inductor
-turns into its own vectorised dot-product loops over W's rows, fused with the rest of the step (and so is attention
-at one query, attention.py): the whole step becomes one C++ kernel (greedy B=1 1.72 → 1.22 ms/token; a chain of the
-decoder's 18 MB of GEMVs: 490 µs in MKL, 250 µs in inductor's loops). From 2 rows on MKL's GEMM wins again.
-The copies are refreshed in place when the model's weights change; on CUDA the step keeps nn.Linear as it is.
-Beam search reorders the buffers in place (the batch is B·k after the expansion). The prefill runs the model's
-`start` eagerly (the source through the encoder, once per call); encdec's single <bos> then goes through the static
-step like every later token (1 ms less a call at batch 1), a decoder's multi-token prompt through the eager decoder.
-`StaticDecoder(model)` implements generation.py's prefill / step / reorder_state protocol for the transformer
-decoders (EncoderDecoder, DecoderLM, PrefixLM); rnn_attn and nar decode eagerly.
+`StaticDecoder(model)` is an `autoregressive.IncrementalDecoder` (prefill / step / reorder_state) over fixed
+buffers, for the transformer decoders (DecoderLM, PrefixLM, EncoderDecoder); rnn_attn and nar decode eagerly.
+What it needs of the model (src/models/incremental.py, `IncrementalDecoding`): `start(src, max_new_tokens)` -> (the
+tokens still to feed, a DecodeState), `decode_tokens` (the eager step, for a multi-token prompt), `decoder.embed`,
+`decoder.layers` (DecoderLayers taking `cache=` and `pos=`), `decoder.norm` and `lm_head`.
+
+The eager step attends over the filled prefix K[:, :, :pos+1], so its shapes grow by one per token; the static step
+(`static_step`) attends over the whole preallocated cache of max_len slots through a mask of the filled ones, with
+the cache slot as a tensor that it advances in place. Every tensor of the state is updated in place and pooled by
+shape across calls, so a captured graph always sees the same addresses; beam search reorders the buffers in place
+(the batch is B·k after the expansion). The prefill runs the model's `start` eagerly (the source through the encoder,
+once per call); encdec's single <bos> then goes through the static step like every later token, a decoder's
+multi-token prompt through the eager decoder. On CPU the step reads copies of the decoder's weights in the form
+that streams fastest (`decode_linear`), refreshed in place when the model's weights change; on CUDA the step keeps
+nn.Linear as it is. Measured figures behind these choices: experiments/benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -37,11 +27,24 @@ import torch
 
 from torch import nn
 
-from .attention import KVCache
-from .transformer import LayerCache
-from .vocab import PAD
+from ..models.incremental import LayerCache
+from ..models.vocab import PAD
 
 MAX_LAYOUTS = 32  # buffer sets kept per model (one per batch size × max_len × source length)
+
+
+class StaticKVCache:
+    """Keys/values of one attention layer on fixed (N, H, max_len, d_head) buffers: `update` writes one step at the
+    (1,) slot tensor `pos` without a host sync and returns the whole buffers, so every step has the same shapes
+    (the caller masks the unfilled slots). The attention layer calls it as it calls the eager KVCache."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor):
+        self.k, self.v = k, v
+
+    def update(self, pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """K[:, :, pos] ← k, V[:, :, pos] ← v (index_copy_, in place)."""
+        self.k.index_copy_(2, pos, k.to(self.k.dtype)), self.v.index_copy_(2, pos, v.to(self.v.dtype))
+        return self.k, self.v
 
 
 @dataclass
@@ -67,14 +70,18 @@ class StaticState:
         it = iter(tensors)
         key_valid, next_pos = next(it), next(it)
         memory_mask = next(it) if self.memory_mask is not None else None
-        caches = [LayerCache(KVCache.of(next(it), next(it)), (next(it), next(it)) if c.memory_kv else None)
+        caches = [LayerCache(StaticKVCache(next(it), next(it)), (next(it), next(it)) if c.memory_kv else None)
                   for c in self.caches]
         return StaticState(caches, key_valid, next_pos, self.pos, memory_mask)
 
 
 def decode_linear(x: torch.Tensor, weight: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None):
-    """x·Wᵀ + b of a decode step in the fastest form measured (module docstring): for one row, inductor's own loops
-    when compiling, else x·Wᵀ through `weight_t` (Wᵀ contiguous); (W·xᵀ)ᵀ for several rows."""
+    """x·Wᵀ + b of a decode step in the form that streams W fastest (nn.Linear's x·Wᵀ is the slowest at every row
+    count measured: on CPU the step is bound by reading weights that no longer fit in cache):
+        one row, compiling:  Σ_k W[:, k]·x[k]     a reduction inductor turns into its own dot-product loops over
+                                                  W's rows, fused with the rest of the step into one C++ kernel
+        one row, eager:      x·(Wᵀ contiguous)    a GEMV down a column-major copy of W (`weight_t`)
+        several rows:        (W·xᵀ)ᵀ              a tall-skinny GEMM that streams W once (MKL's GEMM wins again)"""
     rows = x.reshape(-1, x.size(-1))
     if rows.size(0) == 1 and torch.compiler.is_compiling():  # inductor: a dot-product loop over W's rows, fused
         y = (weight.float() * rows.float()).sum(-1)[None].to(rows.dtype)
@@ -86,7 +93,13 @@ def decode_linear(x: torch.Tensor, weight: torch.Tensor, weight_t: torch.Tensor,
 
 
 def static_step(model, tok: torch.Tensor, state: StaticState) -> torch.Tensor:
-    """(N,) previous tokens -> (N, V) next-token logits; advances `state` in place (see the module docstring)."""
+    """(N,) previous tokens -> (N, V) next-token logits; advances `state` in place:
+        x = E[tok]·√d_model + PE(next_pos)                       next_pos += [tok ≠ <pad>]
+        K[:, :, pos] ← W_k h,  V[:, :, pos] ← W_v h              (each layer; StaticKVCache, no host sync)
+        mask_j = key_valid_j ∨ (j = pos),  j ∈ [0, max_len)       softmax(q Kᵀ/√d_k + (−∞ where ¬mask)) V
+        pos ← pos + 1
+    An unfilled slot gets weight exp(−∞) = 0, so the attention is the eager one's (same tokens, up to float
+    rounding)."""
     valid = tok != PAD
     at = torch.arange(state.key_valid.size(1), device=tok.device) == state.pos  # (max_len,) the slot written now
     state.key_valid.logical_or_(at & valid[:, None])
@@ -100,7 +113,7 @@ def static_step(model, tok: torch.Tensor, state: StaticState) -> torch.Tensor:
 
 
 class StaticDecoder:
-    """generation.py's incremental-decoder protocol over static buffers; `compile=True` compiles the step
+    """autoregressive.IncrementalDecoder over static buffers; `compile=True` compiles the step
     (CUDA: mode="reduce-overhead", i.e. CUDA graphs; CPU: inductor's default mode)."""
 
     def __init__(self, model, compile: bool = False):
@@ -184,7 +197,7 @@ class StaticDecoder:
             dtype = (torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu")
                      else self._linears[0].weight.dtype)
             for lin, forward in zip(self._linears, self._forwards_for(dtype)):  # the instance dict directly:
-                vars(lin)["forward"] = forward  # nn.Module's __setattr__/__delattr__ cost 39 µs a step for 22 Linears
+                vars(lin)["forward"] = forward  # nn.Module's __setattr__/__delattr__ cost time at every step
         try:  # every step is guarded: a new batch size, source length or dtype compiles its graph, never a wrong one
             return self._step(self.model, tok, state)
         finally:

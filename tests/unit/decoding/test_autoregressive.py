@@ -1,9 +1,11 @@
-"""Greedy, beam and sampling search through the one generate() interface (src/models/generation.py)."""
+"""Greedy, beam and sampling search (src/decoding/autoregressive.py), also through the one generate() interface."""
 
 import pytest
 import torch
 
-from src.models.generation import beam_search, generate, greedy, length_penalty_of, sample
+from src.config import DecodeConfig
+from src.decoding import generate
+from src.decoding.autoregressive import beam_search, constrain_repeats, greedy, length_penalty_of, sample
 from src.models.rnn_attn import RNNAttention
 from src.models.transformer import EncoderDecoder, PrefixLM
 from src.models.vocab import BOS, EOS, PAD
@@ -64,7 +66,7 @@ def test_beam_size_one_equals_greedy(model_cls):
     best, _ = beam_search(model, src, 12, beam_size=1, length_penalty=1.0)
     g = greedy(model, src, 12)
     assert torch.equal(best[:, 0, : g.size(1)], g)
-    assert torch.equal(generate(model, src, "beam", 12, beam_size=1)[:, : g.size(1)], g)
+    assert torch.equal(generate(model, src, DecodeConfig(method="beam", beam_size=1), 12)[:, : g.size(1)], g)
 
 
 @pytest.mark.parametrize("model_cls", MODELS)
@@ -138,8 +140,10 @@ def test_outputs_end_with_eos_then_pad_only():
 
 
 def test_unknown_method_is_rejected():
-    with pytest.raises(ValueError, match="greedy, beam, sample"):
-        generate(EncoderDecoder(vocab_size=V, **SIZE), src_batch(), "topk")
+    with pytest.raises(ValueError, match="topk"):
+        DecodeConfig(method="topk")  # the config names the valid methods
+    with pytest.raises(ValueError, match="greedy, beam, sample"):  # a method of another family
+        generate(EncoderDecoder(vocab_size=V, **SIZE), src_batch(), DecodeConfig(method="mask_predict"), 12)
 
 
 LOOP = {BOS: {5: 0.9, 7: 0.1}, 5: {6: 0.9, 7: 0.1}, 6: {5: 0.9, EOS: 0.1}, 7: {EOS: 1.0}}  # greedy: 5 6 5 6 ...
@@ -153,28 +157,27 @@ def _ngrams(row: list[int], n: int) -> list[tuple[int, ...]]:
 @pytest.mark.parametrize("method", ["greedy", "beam"])
 def test_no_repeat_ngram_size_stops_a_loop(method):
     model, src = BigramTable(LOOP), torch.zeros(1, 3, dtype=torch.long)
-    looping = generate(model, src, method, 12, beam_size=2)[0].tolist()
+    looping = generate(model, src, DecodeConfig(method=method, beam_size=2), 12)[0].tolist()
     assert len(_ngrams(looping, 2)) > len(set(_ngrams(looping, 2)))  # without the ban: 5 6 5 6 ...
     for n in (1, 2, 3):
-        out = generate(model, src, method, 12, beam_size=2, no_repeat_ngram_size=n)[0].tolist()
+        out = generate(model, src, DecodeConfig(method=method, beam_size=2, no_repeat_ngram_size=n), 12)[0].tolist()
         grams = _ngrams(out, n)
         assert len(grams) == len(set(grams)), (n, out)
-    assert generate(model, src, method, 12, beam_size=2, no_repeat_ngram_size=2)[0].tolist() == [5, 6, 5, 7, EOS]
+    banned = generate(model, src, DecodeConfig(method=method, beam_size=2, no_repeat_ngram_size=2), 12)
+    assert banned[0].tolist() == [5, 6, 5, 7, EOS]
 
 
 def test_repetition_penalty_follows_ctrl():
-    from src.models.generation import constrain_repeats
-
     logits = torch.tensor([[2.0, -2.0, 1.0, 0.5]])
     out = constrain_repeats(logits, torch.tensor([[0, 1, 1]]), repetition_penalty=2.0)
     assert out.tolist() == [[1.0, -4.0, 1.0, 0.5]]  # seen tokens: positive halved, negative doubled, once each
     model, src = BigramTable(LOOP), torch.zeros(1, 3, dtype=torch.long)
-    out = generate(model, src, "greedy", 12, repetition_penalty=1e6)[0].tolist()
+    out = generate(model, src, DecodeConfig(repetition_penalty=1e6), 12)[0].tolist()
     assert out == [5, 6, EOS]  # 5 after 6 is now worse than <eos>
 
 
 def test_repetition_controls_are_validated():
-    from src.config import ConfigError, DecodeConfig
+    from src.config import ConfigError
 
     with pytest.raises(ConfigError, match="no_repeat_ngram_size"):
         DecodeConfig(no_repeat_ngram_size=-1)

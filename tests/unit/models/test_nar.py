@@ -1,8 +1,10 @@
-"""Behaviour of the CMLM translator (Ghazvininejad et al. 2019) under generation.mask_predict."""
+"""Behaviour of the CMLM translator (Ghazvininejad et al. 2019, src/models/nar.py); its decoding, mask-predict:
+tests/unit/decoding/test_mask_predict.py."""
 import pytest
 import torch
 
-from src.models.generation import generate, mask_predict
+from src.config import DecodeConfig
+from src.decoding import generate
 from src.models.nar import CMLM
 from src.models.vocab import MASK, PAD
 
@@ -20,37 +22,6 @@ def random_src(seed=1, b=4, s=7):
     src = torch.randint(N_SPECIAL, VOCAB, (b, s), generator=g)
     lengths = torch.tensor([s, s - 2, 3, 1])[:b]
     return src.masked_fill(torch.arange(s)[None] >= lengths[:, None], PAD)
-
-
-def count_decoder_calls(model, fn):
-    calls = []
-    handle = model.decoder.register_forward_hook(lambda *_: calls.append(1))
-    try:
-        out = fn()
-    finally:
-        handle.remove()
-    return len(calls), out
-
-
-def test_passes_bound_decoder_calls():
-    model = make_model().eval()
-    src = random_src()
-    n1, _ = count_decoder_calls(model, lambda: mask_predict(model, src, passes=1))
-    n4, _ = count_decoder_calls(model, lambda: mask_predict(model, src, passes=4))
-    assert n1 == 1
-    assert 1 <= n4 <= 4
-
-
-@pytest.mark.parametrize("passes", [1, 2, 3, 4, 5])
-def test_output_length_is_predicted_length(passes):
-    model = make_model().eval()
-    src = random_src()
-    with torch.no_grad():
-        predicted = model.predict_length(*model.encode(src)).clamp(min=1)
-    out = generate(model, src, passes=passes)
-    assert torch.equal((out != PAD).sum(1), predicted)
-    assert not (out == MASK).any()
-    assert out.size(1) == int(predicted.max())
 
 
 def test_padding_invariance():
@@ -128,4 +99,4 @@ def test_overfit_tiny_batch(one_thread):
         final = sum(model.loss(src, tgt)[0].item() for _ in range(10)) / 10  # average over random maskings
     assert final < LOSS_THRESHOLD, final
     for passes in (4, 1):
-        assert torch.equal(generate(model, src, passes=passes), tgt), passes
+        assert torch.equal(generate(model, src, DecodeConfig(method="mask_predict", passes=passes), 64), tgt), passes

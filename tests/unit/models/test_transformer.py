@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from src.models.generation import greedy
+from src.decoding.autoregressive import greedy
 from src.models.transformer import (DecoderClassifier, DecoderLM, EncoderClassifier, EncoderDecoder, PrefixLM,
                                     Stack, left_pad)
 from src.models.vocab import BOS, PAD

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.models.generation import greedy
+from src.decoding.autoregressive import greedy
 from src.models.transformer import DecoderClassifier, DecoderLM, EncoderClassifier, EncoderDecoder, PrefixLM
 from src.models.vocab import PAD
 from src.tasks.translation import teacher_forcing_pair

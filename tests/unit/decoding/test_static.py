@@ -1,14 +1,17 @@
-"""The static-shape decode step (src/models/static_decode.py) gives the eager search's tokens and beam scores,
+"""The static-shape decode step (src/decoding/static.py) gives the eager search's tokens and beam scores,
 eagerly and compiled (CPU inductor; CUDA graphs when a GPU is present)."""
+
+from dataclasses import replace
 
 import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from src.models import generation
-from src.models.generation import beam_search, generate, greedy, sample
+from src.config import DecodeConfig
+from src.decoding import autoregressive, generate
+from src.decoding.autoregressive import beam_search, greedy, sample
+from src.decoding.static import StaticDecoder, static_decoder
 from src.models.nar import CMLM
-from src.models.static_decode import StaticDecoder, static_decoder
 from src.models.transformer import DecoderLM, EncoderDecoder, PrefixLM
 from src.models.vocab import EOS, PAD
 
@@ -113,16 +116,16 @@ def test_generate_compile_flag_leaves_eager_models_alone():
 
     model = RNNAttention(V, **SIZE).eval()
     src = torch.randint(4, V, (2, 5))
-    assert torch.equal(generate(model, src, "greedy", 8, compile=True), generate(model, src, "greedy", 8))
+    assert torch.equal(generate(model, src, DecodeConfig(compile=True), 8), generate(model, src, DecodeConfig(), 8))
 
 
 def _compiled_matches_eager(device):
     for cls in MODELS:
         model, src = model_and_src(cls, batch=6, device=device)
         eager = greedy(model, src, 16)
-        assert torch.equal(generate(model, src, "greedy", 16, compile=True), eager), cls.__name__
+        assert torch.equal(generate(model, src, DecodeConfig(compile=True), 16), eager), cls.__name__
         # one row: the compiled step's own dot-product loops and explicit attention (decode_linear, attention.py)
-        assert torch.equal(generate(model, src[:1], "greedy", 16, compile=True), greedy(model, src[:1], 16))
+        assert torch.equal(generate(model, src[:1], DecodeConfig(compile=True), 16), greedy(model, src[:1], 16))
         # beam on the same compiled step: 2 sentences × 3 beams = the greedy batch of 6, so no new graph
         tokens, scores = beam_search(model, src[:2], 16, beam_size=3)
         c_tokens, c_scores = beam_search(static_decoder(model, compile=True), src[:2], 16, beam_size=3)
@@ -145,11 +148,11 @@ def test_cuda_graph_static_step_matches_eager():
 def test_buffers_made_under_inference_mode_serve_calls_outside_it():
     """A run's test stage decodes under inference_mode, its speed timing under no_grad, on the same pooled buffers."""
     model, src = model_and_src(EncoderDecoder, batch=2)
-    dec = StaticDecoder(model)
+    dec, beam = StaticDecoder(model), DecodeConfig(method="beam", beam_size=3)
     with torch.inference_mode():
-        first = generate(dec, src, "beam", 12, beam_size=3)
-    assert torch.equal(generate(dec, src, "beam", 12, beam_size=3), first)
-    assert torch.equal(first, generate(model, src, "beam", 12, beam_size=3))
+        first = generate(dec, src, beam, 12)
+    assert torch.equal(generate(dec, src, beam, 12), first)
+    assert torch.equal(first, generate(model, src, beam, 12))
 
 
 # (method, batch) calls in one process from a cold compiler; beam: 3 beams, so its step runs at 3·batch rows
@@ -171,19 +174,20 @@ def test_compiled_fast_paths_work_in_any_call_order(order):
     torch.manual_seed(1)
     nar = CMLM(V, **SIZE).eval()
     for method, batch in CALL_ORDERS[order]:
-        m, kw = (nar, {"passes": 2}) if method == "nar" else (model, {"beam_size": 3})
-        fast = generate(m, src[:batch], method, 12, compile=True, **kw)
-        assert torch.equal(fast, generate(m, src[:batch], method, 12, **kw)), (method, batch)
+        m, decode = ((nar, DecodeConfig(method="mask_predict", passes=2)) if method == "nar"
+                     else (model, DecodeConfig(method=method, beam_size=3)))
+        fast = generate(m, src[:batch], replace(decode, compile=True), 12)
+        assert torch.equal(fast, generate(m, src[:batch], decode, 12)), (method, batch)
     graphs = counters["stats"]["unique_graphs"]
-    assert torch.equal(generate(m, src[:batch], method, 12, compile=True, **kw), fast)
+    assert torch.equal(generate(m, src[:batch], replace(decode, compile=True), 12), fast)
     assert counters["stats"]["unique_graphs"] == graphs  # the same call again compiles nothing: guards pass
 
 
 def test_periodic_finished_check_cuts_trailing_pads(monkeypatch):
     """Checking 'all finished?' every step or every SYNC_EVERY steps gives the same tensor."""
     model, src = model_and_src(EncoderDecoder)
-    monkeypatch.setattr(generation, "SYNC_EVERY", 1)
+    monkeypatch.setattr(autoregressive, "SYNC_EVERY", 1)
     every_step = sample(model, src, 200, temperature=2.0, seed=0)
     assert every_step.size(1) < 200 and (every_step[:, -1] == EOS).any()  # all rows finished, then it stopped
-    monkeypatch.setattr(generation, "SYNC_EVERY", 7)
+    monkeypatch.setattr(autoregressive, "SYNC_EVERY", 7)
     assert torch.equal(sample(model, src, 200, temperature=2.0, seed=0), every_step)

@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.models import generation
-from src.models.generation import beam_search, generate, greedy
+from src.config import DecodeConfig
+from src.decoding import autoregressive, generate
+from src.decoding.autoregressive import beam_search, greedy
 from src.models.rnn_attn import RNNAttention
 from src.models.vocab import BOS, EOS, PAD
 
@@ -78,7 +79,7 @@ def test_incremental_equals_teacher_forcing(cell, attention):
     torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=0)
     # greedy picks the argmax of the full forward logits (after the search's own special-token filter, if any)
     # until and including each row's <eos>
-    allowed = getattr(generation, "_forbid_special", lambda logits: logits)
+    allowed = autoregressive.forbid_special
     live = (out == EOS).long().cumsum(1) - (out == EOS).long() == 0
     assert torch.equal(out[live], allowed(full).argmax(-1)[live])
 
@@ -91,7 +92,7 @@ def test_beam1_equals_greedy_and_search_runs(cell):
     assert torch.equal(tokens[:, 0], greedy(model, src, 8))
     tokens, scores = beam_search(model, src, 8, beam_size=3)
     assert tokens.shape[:2] == (3, 3) and torch.all(scores[:, :-1] >= scores[:, 1:])
-    assert generate(model, src, "sample", 8, seed=3).shape[0] == 3
+    assert generate(model, src, DecodeConfig(method="sample", seed=3), 8).shape[0] == 3
     # reorder_state selects batch rows of every state tensor: same as decoding the reordered batch from scratch
     index, tok = torch.tensor([2, 0, 0]), torch.tensor([7, 8, 9])
     with torch.no_grad():
