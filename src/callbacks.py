@@ -1,4 +1,5 @@
-"""Lightning callbacks of a run: train clock, metric history, progress lines, divergence guard, stop on a signal.
+"""Lightning callbacks of a run: train clock, metric history, progress lines, divergence guard, stop on a signal,
+the stage in status.json; and the checkpoint writer every save goes through (atomic, in the run dir).
 
 Each one whose numbers must survive a restart keeps them in the checkpoint (`state_dict`), so a resumed run's
 train tokens, step seconds, history and segment count add up over all segments.
@@ -14,6 +15,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from .run_dir import RunDir, save_checkpoint
 
 log = logging.getLogger("archbench")
 
@@ -248,3 +252,35 @@ class GracefulStop(L.Callback):
                 job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
             done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
             log.info(f"requeue of SLURM job {job}: " + ("done" if done.returncode == 0 else done.stderr.strip()))
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Every checkpoint write (periodic, on a signal, `trainer.save_checkpoint`) through `run_dir.save_checkpoint`:
+    a temp file in the checkpoint's own directory, fsynced, renamed; the previous last.ckpt kept as prev.ckpt.
+    Lightning's own writes it to $TMPDIR and moves it, a copy when that is another filesystem (a cluster's node-local
+    disk), which a kill or a full disk cuts short."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        save_checkpoint(checkpoint, Path(path))
+
+
+class StageMarker(L.Callback):
+    """status.json's `stage` is "validation" while the fit validates, "train" otherwise (rank 0 writes)."""
+
+    def __init__(self, run_dir: RunDir):
+        self.run_dir = run_dir
+
+    def _mark(self, trainer, stage: str) -> None:
+        if trainer.is_global_zero and not trainer.sanity_checking and trainer.state.fn == "fit":
+            self.run_dir.set_status("running", stage=stage)
+
+    def on_train_start(self, trainer, *_):
+        self._mark(trainer, "train")
+
+    def on_validation_start(self, trainer, *_):
+        self._mark(trainer, "validation")
+
+    def on_validation_end(self, trainer, *_):
+        self._mark(trainer, "train")

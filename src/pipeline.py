@@ -19,8 +19,8 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import (DivergenceGuard, Diverged, GracefulStop, Interrupted, MetricHistory, ProgressLog, ResumedHistory,
-                        TrainClock)
+from .callbacks import (AtomicCheckpointIO, DivergenceGuard, Diverged, GracefulStop, Interrupted, MetricHistory,
+                        ProgressLog, ResumedHistory, StageMarker, TrainClock)
 from .cluster import cluster_info
 from .config import ConfigError, RunConfig
 from .results import SCHEMA_VERSION, git_commit, run_key, write_results
@@ -113,11 +113,11 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
     dm = build_run_datamodule(cfg, spec, rd.path)  # + tokenizer.json, data.json in the run dir (src/trained.py)
     model, module = build_module(cfg, spec, dm)
     wandb_id = rd.status().get("wandb_id") or f"{key}-{secrets.token_hex(3)}"  # one W&B run over all segments
-    rd.set_status("running", run_key=key, wandb_id=wandb_id)
+    rd.set_status("running", run_key=key, wandb_id=wandb_id, stage="setup")
     logger = build_logger(spec, rd.path, {**config, "run_key": key}, wandb_id)
     stop = GracefulStop(rd.checkpoints / LAST_CHECKPOINT)
     clock, history = TrainClock(), MetricHistory()
-    trainer = build_trainer(cfg, spec, rd, logger, [stop, clock, history, ResumedHistory(logger)])
+    trainer = build_trainer(cfg, spec, rd, logger, [stop, clock, history, ResumedHistory(logger), StageMarker(rd)])
     warn_if_slow_bf16(trainer.precision, trainer.strategy.root_device)
     setup_s = time.perf_counter() - started
     stop.install()
@@ -126,16 +126,19 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
         trainer.fit(module, datamodule=dm, ckpt_path=resume)
         fit_s = time.perf_counter() - t
         stop.check()
+        _stage(rd, trainer, "test")
         t = time.perf_counter()
         metrics = {k: float(v) for k, v in trainer.test(module, datamodule=dm, verbose=False)[0].items()}
         test_s = time.perf_counter() - t
         stop.check()
         device = trainer.strategy.root_device
         module.to(device)  # Lightning hands the module back on the CPU after fit/test; time it where it trained
+        _stage(rd, trainer, "inference")
         t = time.perf_counter()
         inference = inference_report(module, spec.bench)
         bench_s = time.perf_counter() - t
         stop.check()
+        _stage(rd, trainer, "results")
         heatmap = save_heatmap(module, spec, rd.path) if trainer.is_global_zero else None  # DDP: rank 0 writes
         record = make_record(cfg, spec, config, key, module, model, trainer, clock, history, metrics, inference,
                              heatmap, device, {"setup": setup_s, "fit": fit_s, "test": test_s, "bench": bench_s})
@@ -146,12 +149,19 @@ def run(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
         write_results(rd.results, record)
     except BaseException as e:
         _record_failure(e, rd, trainer, logger, stop)
+        if e.__class__.__name__ == "SIGTERMException":  # Lightning's, a SystemExit: would exit 0, with no line
+            raise Interrupted(stop.signum or 15) from None
         raise
     finally:
         stop.uninstall()
     _finish_logger(logger, record, heatmap)
     print_summary(record, rd.results, logger)
     return record
+
+
+def _stage(rd: RunDir, trainer, stage: str) -> None:
+    if trainer.is_global_zero:
+        rd.set_status("running", stage=stage)  # status.json says which stage a running (or killed) run was in
 
 
 def _quiet_libraries() -> None:
@@ -164,14 +174,15 @@ def _quiet_libraries() -> None:
 
 
 def _check_resume(rd: RunDir, key: str) -> Path | None:
-    """The checkpoint to resume from, if the run dir holds an unfinished run of this same config."""
+    """The checkpoint to resume from, if the run dir holds an unfinished run of this same config: the newest
+    readable one (an unreadable last.ckpt falls back to prev.ckpt with one line; none readable: exit 2)."""
     if rd.state != "unfinished":
         return None
     other = rd.status().get("run_key")
     if other and other != key:
         raise ConfigError(f"{rd.path} holds an unfinished run of another config (run_key {other}, this one {key}); "
                           "resume it with its own overrides or choose another hydra.run.dir")
-    return rd.latest_checkpoint()
+    return rd.resume_checkpoint()
 
 
 def build_module(cfg: DictConfig, spec: RunConfig, dm):
@@ -187,8 +198,8 @@ def build_module(cfg: DictConfig, spec: RunConfig, dm):
 
 
 def build_trainer(cfg: DictConfig, spec: RunConfig, rd: RunDir, logger, callbacks: list) -> L.Trainer:
-    """Lightning Trainer with the run's callbacks: periodic checkpoints (last.ckpt only: each save supersedes the
-    previous one), divergence guard, and progress: rich bar on a terminal, one-line progress logs always."""
+    """Lightning Trainer with the run's callbacks: periodic checkpoints (last.ckpt, the one before kept as prev.ckpt),
+    divergence guard, and progress: rich bar on a terminal, one-line progress logs always."""
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     interactive = sys.stdout.isatty()
     kwargs.setdefault("enable_progress_bar", interactive)
@@ -198,7 +209,7 @@ def build_trainer(cfg: DictConfig, spec: RunConfig, rd: RunDir, logger, callback
                                                      enable_version_counter=False)]
     if kwargs["enable_progress_bar"]:
         callbacks.append(L.pytorch.callbacks.RichProgressBar())
-    plugins = []
+    plugins = [AtomicCheckpointIO()]  # every save: temp file in checkpoints/, fsync, rename; prev.ckpt kept
     from lightning.fabric.plugins.environments import SLURMEnvironment
 
     if SLURMEnvironment.detect():  # our GracefulStop checkpoints and requeues; no hpc_ckpt_N files

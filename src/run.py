@@ -1,8 +1,8 @@
 """Entry point: `python -m src.run arch=encdec task=translation` (Hydra; `--cfg job` prints the config).
 
-Exit codes: 0 finished; 2 bad input (config, data, a finished run dir; one `error:` line on stderr, nothing left
-behind); 1 diverged or crashed; 128 + signal number when interrupted (143 SIGTERM, 130 Ctrl-C), after a checkpoint
-from which the same command resumes.
+Exit codes: 0 finished; 2 bad input (config, data, a finished run dir, a run dir another process holds, no readable
+checkpoint to resume from; one `error:` line on stderr, nothing left behind); 1 diverged or crashed; 128 + signal
+number when interrupted (143 SIGTERM, 130 Ctrl-C), after a checkpoint from which the same command resumes.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from .config import ConfigError, register, validate
-from .run_dir import CREATED, refuse
+from .run_dir import CREATED, holding, refuse
 from .speed.runtime import use_tcmalloc
 
 register()
@@ -34,12 +34,13 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         spec = validate(cfg)  # before any heavy import or model build
-        if (run_dir / spec.results_file).exists():  # multirun members (RunGuard checks single runs earlier)
-            raise ConfigError(f"{run_dir / spec.results_file} already holds finished results; "
-                              "choose another hydra.run.dir")
-        from .pipeline import run
+        with holding(run_dir):  # the run dir's lock (multirun members; RunGuard took it for single runs)
+            if (run_dir / spec.results_file).exists():  # multirun members (RunGuard checks single runs earlier)
+                raise ConfigError(f"{run_dir / spec.results_file} already holds finished results; "
+                                  "choose another hydra.run.dir")
+            from .pipeline import run
 
-        record = run(cfg, spec, run_dir)
+            record = run(cfg, spec, run_dir)
     except ConfigError as e:
         if run_dir.resolve() in CREATED:  # a run that never started leaves nothing behind
             logging.shutdown()
