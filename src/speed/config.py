@@ -78,7 +78,8 @@ class SpeedConfig:
         _require(0.0 <= self.dropout < 1.0, f"speed.dropout={self.dropout} must be in [0, 1)")
         check_ct2("speed", self.ct2, self.ct2_quantizations, self.ct2_threads)
         _require(not (self.ct2 and self.device != "cpu"),
-                 f"speed.ct2=true times CTranslate2 on the CPU only; with speed.device={self.device} use speed.ct2=false")
+                 f"speed.ct2=true times CTranslate2 on the CPU only; with speed.device={self.device} use "
+                 "speed.ct2=false")
 
     @property
     def ct2_on(self) -> bool:

@@ -9,8 +9,8 @@ of the fastest thread count with the others' tokens/s beside it.
 Inputs: `sources={"<batch size>": [batch, …]}` (each batch a list of token-id lists: a Translator's sources, a
 Generator's whole prompts, as given) times exactly those batches, one after the other, per call, and its rows count
 every sentence of them; without it, synthetic: one batch of `src_len` random non-special tokens per sentence
-(seeded; a Generator's prompt gets `<bos>` appended for task=translation, the prefix LM). Fixed length, as our benchmark's
-fixed mode: exactly `new_tokens` output tokens per sentence (min = max decoding length, so <eos> cannot end a
+(seeded; a Generator's prompt gets `<bos>` appended for task=translation, the prefix LM). Fixed length, as our
+benchmark's fixed mode: exactly `new_tokens` output tokens per sentence (min = max decoding length, so <eos> cannot end a
 sentence early; `Translator.translate_batch(min_decoding_length=max_decoding_length=N)`,
 `Generator.generate_batch(min_length=max_length=N, include_prompt_in_result=False)`), with <pad>/<bos>/<mask>
 suppressed as in our decoders; the child checks every output has N tokens. Greedy is beam_size 1; beam is
