@@ -23,6 +23,10 @@ Special tokens are our ids 0..4: <pad> <bos> <eos> <unk> <mask>; CT2 vocabulary 
 (`tokenizer.id_to_token(i)`), so ids map one to one. The export dir also holds `tokenizer.json` (the run's) and
 `archbench.json` + README.md: how to tokenize for it and how to read its output back (see `ct2_translate`).
 
+`export_ct2(run, …)` exports a loaded run; `write_ct2(model, vocab, out, …)` any model of ours (the part that needs no
+run dir), and `export_model(model, vocab_size, out, …)` one with no tokenizer over a synthetic vocabulary (the
+speed bench's random weights, src/speed/deploy.py).
+
 No Hugging Face export: the nearest classes are not our model (GPT-2: learned positions, unscaled embeddings and the
 tanh GELU; BART/Marian: learned or concatenated positions, other norms), so an export would not be exact.
 """
@@ -36,10 +40,10 @@ from pathlib import Path
 import numpy as np
 
 from .config import ConfigError
+from .speed.ct2 import QUANTIZATIONS
 from .trained import cli, finished_record, load_run, parse_cli
 
 FORMATS = ("ct2",)
-QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16")
 SPECIALS = {"pad": "<pad>", "bos": "<bos>", "eos": "<eos>", "unk": "<unk>", "mask": "<mask>"}
 NEVER_GENERATED = ["<pad>", "<bos>", "<mask>"]  # as our decoders (src/decoding/autoregressive.py); pass as suppress_sequences
 EXPORTABLE = {("encdec", "translation"): "Translator", ("decoder", "translation"): "Generator",
@@ -80,22 +84,70 @@ def export_ct2(run, out: Path, quantization: str = "float32", positions: int | N
     if key not in EXPORTABLE:
         raise ConfigError(f"arch={key[0]} task={key[1]} cannot be exported to CTranslate2")
     positions = int(positions or max(1024, 4 * run.spec.data.max_length))
-    spec = build_spec(run.model, vocabulary(run.tokenizer), positions, run.spec.arch.params.get("norm_first", True),
-                      run.spec.size.n_heads)
+    info = usage(run, EXPORTABLE[key], quantization, positions)
+    return write_ct2(run.model, vocabulary(run.tokenizer), out, quantization, positions, info, run.tokenizer,
+                     run.spec.arch.params.get("norm_first", True), run.spec.size.n_heads)
+
+
+def write_ct2(model, vocab: list[str], out: Path, quantization: str, positions: int, info: dict, tokenizer=None,
+              norm_first: bool | None = None, n_heads: int | None = None) -> Path:
+    """The CT2 model of any EncoderDecoder / DecoderLM / PrefixLM of ours (no run dir needed): spec built, quantized
+    and saved into `out` (written beside it, then renamed), with `archbench.json` = `info` (its `class`, `task`,
+    `special_tokens` and `suppress_sequences` are what src/speed/ct2.py reads), a README, and the tokenizer when
+    given. norm_first / n_heads default to the model's own."""
+    model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper: the module it wraps
+    layer = model.decoder.layers[0]
+    norm_first = _norm_first(layer) if norm_first is None else norm_first
+    n_heads = layer.self_attn.n_heads if n_heads is None else n_heads
+    spec = build_spec(model, vocab, positions, norm_first, n_heads)
     spec.validate()
     spec.optimize(quantization=quantization)
+    out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     spec.save(str(tmp))
-    run.tokenizer.save(str(tmp / "tokenizer.json"))
-    info = usage(run, EXPORTABLE[key], quantization, positions)
+    if tokenizer is not None:
+        tokenizer.save(str(tmp / "tokenizer.json"))
     (tmp / "archbench.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
-    (tmp / "README.md").write_text(readme(info))
+    (tmp / "README.md").write_text(readme(info) if "run_dir" in info else f"# {info['note']}\n")
     if out.exists():
         out.rmdir()  # empty (checked by the caller)
     tmp.rename(out)
     return out
+
+
+def export_model(model, vocab_size: int, out: Path, quantization: str = "float32", positions: int = 1024) -> Path:
+    """A model of ours with no tokenizer (the speed bench's random weights) as a CT2 model over a synthetic
+    vocabulary of `vocab_size` tokens: our 5 special tokens, then `t5`, `t6`, …; CT2 token i is still our id i."""
+    model = getattr(model, "_orig_mod", model)
+    kind = ct2_class(model)
+    if kind is None:
+        raise ConfigError(f"{type(model).__name__} has no CTranslate2 counterpart")
+    from .models.transformer import PrefixLM
+
+    task = "translation" if kind == "Translator" or isinstance(model, PrefixLM) else "lm"
+    info = {"format": "ctranslate2", "class": f"ctranslate2.{kind}", "quantization": quantization,
+            "task": task, "model": type(model).__name__, "vocabulary": "synthetic: token i is t<i>, our id i",
+            "special_tokens": SPECIALS, "suppress_sequences": [[t] for t in NEVER_GENERATED],
+            "position_rows": positions, "note": f"archbench: {type(model).__name__} (no tokenizer) as "
+                                                f"ctranslate2.{kind}, {quantization}, for timing"}
+    vocab = list(SPECIALS.values()) + [f"t{i}" for i in range(len(SPECIALS), vocab_size)]
+    return write_ct2(model, vocab, out, quantization, positions, info)
+
+
+def ct2_class(model) -> str | None:
+    """"Translator" (EncoderDecoder), "Generator" (DecoderLM, PrefixLM) or None: no CT2 counterpart."""
+    from .models.transformer import DecoderLM, EncoderDecoder
+
+    model = getattr(model, "_orig_mod", model)
+    return ("Translator" if isinstance(model, EncoderDecoder) else
+            "Generator" if isinstance(model, DecoderLM) else None)
+
+
+def _norm_first(layer) -> bool:
+    res = layer.res1 if hasattr(layer, "res1") else layer.res[0]
+    return bool(res.norm_first)
 
 
 def vocabulary(tokenizer) -> list[str]:

@@ -50,7 +50,8 @@ def spec_of(cfg: DictConfig, s: SpeedConfig) -> dict:
                 train=s.train, train_batch=s.train_batch, warmup=s.warmup, repeats=s.repeats, device=s.device,
                 precision=str(cfg.trainer.get("precision", "32-true")), compile=s.compile,
                 train_compile=bool(cfg.train.compile) or s.compile, decode_compile=decode_compile, peers=s.peers,
-                seed=s.seed)
+                seed=s.seed, ct2=s.ct2_on, ct2_quantizations=list(s.ct2_quantizations),
+                ct2_threads=list(s.ct2_threads) if s.ct2_threads else None)
 
 
 def refuse(e: ConfigError) -> None:
@@ -76,10 +77,13 @@ def _wandb(result: dict, run_dir: Path, mode: str) -> None:
     run = wandb.init(project="archbench", job_type="bench", dir=str(run_dir), name=run_dir.name,
                      mode=os.environ.get("WANDB_MODE", mode), config=result["spec"])
     rows = result["inference"]
-    cols = ["method", "batch_size", "mode", "ours_tokens_per_s", "hf_tokens_per_s", "ratio"]
+    qs = list(dict.fromkeys(k[4:] for r in rows for k in r if k.startswith("ct2_")))
+    cols = ["method", "batch_size", "mode", "ours_tokens_per_s", "hf_tokens_per_s", "ratio",
+            *[c for q in qs for c in (f"ct2_{q}_tokens_per_s", f"ratio_vs_ct2_{q}")]]
     run.log({"inference": wandb.Table(columns=cols, data=[
         [r["method"], r["batch_size"], r["mode"], r["ours"]["tokens_per_s"], (r.get("hf") or {}).get("tokens_per_s"),
-         r.get("ratio")] for r in rows])})
+         r.get("ratio"), *[v for q in qs for v in ((r.get(f"ct2_{q}") or {}).get("tokens_per_s"),
+                                                  r.get(f"ratio_vs_ct2_{q}"))]] for r in rows])})
     if result["train"]:
         run.summary.update({"train/tokens_per_s": result["train"]["ours"]["tokens_per_s"],
                             "train/mfu": result["train"]["ours"]["mfu"]})

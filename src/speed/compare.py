@@ -5,6 +5,9 @@ fixed-length mode <eos> is banned so every decoder produces exactly `new_tokens`
 and MFU (flops.py), inference for each method × batch size × mode, peak memory, and — where an HF peer exists
 and transformers is installed — the same work on the peer (peers.py), interleaved repeat by repeat in the same
 process so machine load hits both alike (timing.interleaved). ratio = ours / HF speed (> 1: we are faster).
+With `ct2=True` (AR archs) our model is also exported to CTranslate2 per quantization and timed in its own
+subprocess after ours and HF (deploy.py: what is and is not identical): rows gain `ct2_<q>` and
+`ratio_vs_ct2_<q>` = ours / CT2 tokens/s.
 """
 from __future__ import annotations
 
@@ -32,7 +35,8 @@ DEFAULT_SPEC = dict(
     train_batch=32, train=True, warmup=2, repeats=10, device="cpu", precision="32-true",
     compile=False, train_compile=False, decode_compile=False,  # compile=True: both fast paths (see resolve)
     peers=True, seed=0,
-)
+    ct2=False, ct2_quantizations=["float32", "int8"], ct2_threads=None,  # CTranslate2 rows (deploy.py); threads:
+)                                                                        # None = 1 and all cores
 
 
 def _cuda(device) -> bool:
@@ -224,7 +228,18 @@ def benchmark(spec: dict) -> dict:
     if spec["train"]:
         peak = dtype_peaks["bf16" if "bf16" in str(spec["precision"]) else "fp32"]
         result["train"] = _train(spec, ours, peer, ids, peak)
-    result["inference"] = _inference(spec, ours, peer, ids)
+    drawn = {}  # batch size -> the first sources ours decoded at it, for CTranslate2's rows
+
+    def inference_ids(b, t):
+        x = ids(b, t)
+        drawn.setdefault(b, x)
+        return x
+
+    result["inference"] = _inference(spec, ours, peer, inference_ids)
+    if spec["ct2"]:
+        from .deploy import bench_ct2
+
+        result["ct2"] = bench_ct2(spec, ours, result["inference"], drawn)
     result["machine"]["load_avg_1min_end"] = machine()["load_avg_1min"]
     return result
 
@@ -248,16 +263,35 @@ def markdown(result: dict) -> str:
                   _row([f"B={t['batch']}", f"{t['ours']['tokens_per_s']:,.0f}", f"{(t['ours']['mfu'] or 0) * 100:.1f} %",
                         *cells]), ""]
     vs = [f"{peer} ms/token", f"{peer} tokens/s", f"ratio ours/{peer}"] if peer else []
+    ct2 = _ct2_quantizations(result)
+    vs += [c for q in ct2 for c in (f"CT2 {q} ms/token", f"CT2 {q} tokens/s (threads)", f"ratio ours/CT2 {q}")]
     cols = ["method", "batch", "mode", "tokens out", "ours ms/token", "ours tokens/s", *vs, "spread ours", "peak MiB"]
     lines += [_row(cols), _row(["---"] * len(cols))]
     for r in result["inference"]:
         o, h = r["ours"], r.get("hf")
         cells = ([f"{h['ms_per_token']:.3f}", f"{h['tokens_per_s']:,.0f}", f"{r['ratio'] or float('nan'):.2f}×"]
                  if h else ["–"] * 3) if peer else []
+        for q in ct2:
+            c = r.get(f"ct2_{q}")
+            cells += ([f"{c['ms_per_token']:.3f}", f"{c['tokens_per_s']:,.0f} ({c['threads']})",
+                       f"{r[f'ratio_vs_ct2_{q}']:.2f}×"] if c else ["–"] * 3)
         lines.append(_row([r["method"], r["batch_size"], r["mode"], f"{o['output_tokens']:.1f}",
                            f"{o['ms_per_token']:.3f}", f"{o['tokens_per_s']:,.0f}", *cells, f"{o['spread']:.2f}",
                            f"{r['peak_memory_mib']:.0f}"]))
+    if ct2:
+        c = result.get("ct2") or {}
+        lines += ["", f"CTranslate2 {c.get('version', '?')} on CPU in its own process, the fastest of threads "
+                      f"{c.get('threads_tried')} (in brackets); the same sources and exactly the same output tokens "
+                      "as ours (fixed mode, <eos> banned); ratio = ours / CT2 tokens/s."]
+    elif (result.get("ct2") or {}).get("skipped"):
+        lines += ["", f"CTranslate2: {result['ct2']['skipped']}."]
     return "\n".join(lines) + "\n"
+
+
+def _ct2_quantizations(result: dict) -> list[str]:
+    """The CT2 quantizations some inference row carries (`ct2_<q>`), in the order first seen."""
+    seen = [k[4:] for r in result["inference"] for k in r if k.startswith("ct2_")]
+    return list(dict.fromkeys(seen))
 
 
 def _row(cells) -> str:

@@ -4,7 +4,9 @@ It is not the run's `bench.*` node (src/config.py `BenchConfig`: how `python -m 
 the two share a few names (batch_sizes, warmup, repeats) with different defaults and meanings, so they are two
 nodes. `python -m src.bench` (the old name) still takes `bench.*` overrides for this node: src/speed/__main__.py
 renames them. What is compiled is the run's own switches, `train.compile` and `decode.compile`; `speed.compile=true`
-sets both. Validation raises `ConfigError` with one line naming the bad value and the valid choices.
+sets both. `speed.ct2` (null: on when ctranslate2 is installed and the device is the CPU) adds CTranslate2 rows
+for AR archs (src/speed/deploy.py). Validation raises `ConfigError` with one line naming the bad value and the valid
+choices.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
-from ..config import ConfigError, DecodeConfig, SizeConfig, typed
+from ..config import ConfigError, DecodeConfig, SizeConfig, check_ct2, ct2_installed, typed
 
 METHODS = ("greedy", "beam", "sample")
 MODES = ("fixed", "natural")
@@ -51,6 +53,9 @@ class SpeedConfig:
     dropout: float = 0.0
     wandb: str = "offline"
     seed: int = 0
+    ct2: Optional[bool] = None  # CTranslate2 rows (AR archs); None: on when ctranslate2 is installed, on CPU
+    ct2_quantizations: list[str] = field(default_factory=lambda: ["float32", "int8"])
+    ct2_threads: Optional[list[int]] = None  # CT2 intra_threads tried (None: 1 and all cores), the best reported
 
     def __post_init__(self):
         for key, valid in (("methods", METHODS), ("modes", MODES)):
@@ -71,6 +76,15 @@ class SpeedConfig:
         _require(self.warmup >= 0, f"speed.warmup={self.warmup} must be >= 0")
         _require(self.threads is None or self.threads >= 1, f"speed.threads={self.threads} must be null or >= 1")
         _require(0.0 <= self.dropout < 1.0, f"speed.dropout={self.dropout} must be in [0, 1)")
+        check_ct2("speed", self.ct2, self.ct2_quantizations, self.ct2_threads)
+        _require(not (self.ct2 and self.device != "cpu"),
+                 f"speed.ct2=true times CTranslate2 on the CPU only; with speed.device={self.device} use "
+                 "speed.ct2=false")
+
+    @property
+    def ct2_on(self) -> bool:
+        """Whether CT2 rows are timed: speed.ct2, or when null, ctranslate2 installed and the CPU benchmarked."""
+        return bool(self.ct2) if self.ct2 is not None else (self.device == "cpu" and ct2_installed())
 
 
 def speed_config(node: DictConfig) -> SpeedConfig:

@@ -6,16 +6,20 @@ In one process CTranslate2's and torch's OpenMP pools slow each other down (meas
 (method, batch size) at each thread count (default 1 and all cores), and returns, per (method, batch size), the row
 of the fastest thread count with the others' tokens/s beside it.
 
-Inputs are synthetic: `src_len` random non-special tokens per sentence (seeded). Fixed length, as our benchmark's
-fixed mode: exactly `new_tokens` output tokens per sentence (min = max decoding length, so <eos> cannot end a
+Inputs: `sources={"<batch size>": [batch, …]}` (each batch a list of token-id lists: a Translator's sources, a
+Generator's whole prompts, as given) times exactly those batches, one after the other, per call, and its rows count
+every sentence of them; without it, synthetic: one batch of `src_len` random non-special tokens per sentence
+(seeded; a Generator's prompt gets `<bos>` appended for task=translation, the prefix LM). Fixed length, as our
+benchmark's fixed mode: exactly `new_tokens` output tokens per sentence (min = max decoding length, so <eos> cannot end a
 sentence early; `Translator.translate_batch(min_decoding_length=max_decoding_length=N)`,
 `Generator.generate_batch(min_length=max_length=N, include_prompt_in_result=False)`), with <pad>/<bos>/<mask>
 suppressed as in our decoders; the child checks every output has N tokens. Greedy is beam_size 1; beam is
-`beam_size` (default 4). Each setting: `warmup` untimed calls, then the median of `repeats` timed ones, with
+`beam_size` (default 4), at `beam_batch_sizes` (default: `batch_sizes`). Each setting: `warmup` untimed calls, then the median of `repeats` timed ones, with
 spread = (max - min) / median. Rows (as src/speed/inference.py's): {"method", "batch_size", "threads", "ms_per_sentence",
 "ms_per_token" (ms / output token over the batch), "tokens_per_s", "output_tokens", "spread", "by_threads"}.
 
     python -m src.speed.ct2 MODEL_DIR '{"batch_sizes": [1, 32], "methods": ["greedy", "beam"]}'   # JSON rows out
+    python -m src.speed.ct2 MODEL_DIR - < params.json     # the parameters on stdin (time_ct2: no argv size limit)
 """
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ import time
 from pathlib import Path
 
 DEFAULTS = {"src_len": 32, "new_tokens": 32, "batch_sizes": [1, 32], "methods": ["greedy", "beam"], "beam_size": 4,
-            "threads": None, "warmup": 1, "repeats": 5, "seed": 0}
+            "beam_batch_sizes": None, "threads": None, "warmup": 1, "repeats": 5, "seed": 0, "sources": None}
+QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16")
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -39,8 +44,8 @@ def time_ct2(model_dir, timeout: float = 600, **params) -> list[dict]:
         raise ValueError(f"time_ct2: unknown parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(DEFAULTS)}")
     params = {**DEFAULTS, **params}
     params["threads"] = params["threads"] or sorted({1, os.cpu_count() or 1})
-    proc = subprocess.run([sys.executable, "-m", "src.speed.ct2", str(model_dir), json.dumps(params)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([sys.executable, "-m", "src.speed.ct2", str(model_dir), "-"], input=json.dumps(params),
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
         raise RuntimeError(f"CTranslate2 timing failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
@@ -77,25 +82,33 @@ def measure(model_dir: str, params: dict) -> list[dict]:
     rng = np.random.default_rng(params["seed"])
     n, rows = int(params["new_tokens"]), []
     suppress = info["suppress_sequences"]
+    bos = [info["special_tokens"]["bos"]] if info.get("task") == "translation" else []  # prefix LM: source <bos>
+    given = params.get("sources")
+
+    def batches_of(b: int) -> list[list[list[str]]]:
+        if given:
+            return [[[vocab[i] for i in ids] for ids in batch] for batch in given[str(b)]]
+        batch = [[words[i] for i in rng.integers(0, len(words), params["src_len"])] for _ in range(b)]
+        return [batch if translator else [s + bos for s in batch]]
+
     for threads in params["threads"]:
         cls = ctranslate2.Translator if translator else ctranslate2.Generator
         model = cls(str(model_dir), device="cpu", inter_threads=1, intra_threads=int(threads))
         for method in params["methods"]:
             beam = 1 if method == "greedy" else int(params["beam_size"])
-            for b in params["batch_sizes"]:
-                batch = [[words[i] for i in rng.integers(0, len(words), params["src_len"])] for _ in range(b)]
+            sizes = params["batch_sizes"] if method != "beam" else params["beam_batch_sizes"] or params["batch_sizes"]
+            for b in sizes:
+                batches = batches_of(b)
                 if translator:
                     def call():
-                        res = model.translate_batch(batch, beam_size=beam, min_decoding_length=n,
-                                                    max_decoding_length=n, suppress_sequences=suppress)
-                        return [r.hypotheses[0] for r in res]
+                        return [r.hypotheses[0] for batch in batches for r in model.translate_batch(
+                            batch, beam_size=beam, min_decoding_length=n, max_decoding_length=n,
+                            suppress_sequences=suppress)]
                 else:
-                    prompts = [s + [info["special_tokens"]["bos"]] for s in batch]
-
                     def call():
-                        res = model.generate_batch(prompts, beam_size=beam, min_length=n, max_length=n,
-                                                   include_prompt_in_result=False, suppress_sequences=suppress)
-                        return [r.sequences[0] for r in res]
+                        return [r.sequences[0] for batch in batches for r in model.generate_batch(
+                            batch, beam_size=beam, min_length=n, max_length=n, include_prompt_in_result=False,
+                            suppress_sequences=suppress)]
                 for _ in range(int(params["warmup"])):
                     call()
                 times = []
@@ -106,10 +119,11 @@ def measure(model_dir: str, params: dict) -> list[dict]:
                 lengths = sorted({len(h) for h in out})
                 if lengths != [n]:
                     raise RuntimeError(f"fixed length broken: output lengths {lengths}, expected {n}")
-                sec, tokens = statistics.median(times), b * n
+                sentences = len(out)
+                sec, tokens = statistics.median(times), sentences * n
                 rows.append({"engine": "ctranslate2", "quantization": info.get("quantization"), "method": method,
-                             "beam_size": beam, "batch_size": b, "threads": int(threads),
-                             "ms_per_sentence": 1000 * sec / b, "ms_per_token": 1000 * sec / tokens,
+                             "beam_size": beam, "batch_size": b, "threads": int(threads), "sentences": sentences,
+                             "ms_per_sentence": 1000 * sec / sentences, "ms_per_token": 1000 * sec / tokens,
                              "tokens_per_s": tokens / sec, "output_tokens": n,
                              "spread": (max(times) - min(times)) / sec if sec else 0.0})
         del model
@@ -118,5 +132,6 @@ def measure(model_dir: str, params: dict) -> list[dict]:
 
 if __name__ == "__main__":
     model_dir, raw = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else "{}")
-    print(json.dumps(measure(model_dir, {**DEFAULTS, **json.loads(raw),
-                                         "threads": json.loads(raw).get("threads") or sorted({1, os.cpu_count() or 1})})))
+    given = json.loads(sys.stdin.read() if raw == "-" else raw)
+    print(json.dumps(measure(model_dir, {**DEFAULTS, **given,
+                                         "threads": given.get("threads") or sorted({1, os.cpu_count() or 1})})))

@@ -28,9 +28,9 @@ def test_bench_cli_writes_json_and_markdown_with_ratios(tmp_path):
 
 def test_bench_fast_paths_without_peers(tmp_path):
     """bench.compile=true times the compiled training forward and the compiled static decode step; with
-    bench.peers=false the tables have no HF columns at all."""
-    subprocess.run([sys.executable, "-m", "src.bench", *TINY, "bench.peers=false", "bench.compile=true",
-                    "bench.modes=[fixed]", f"hydra.run.dir={tmp_path}"], check=True, capture_output=True, text=True)
+    bench.peers=false (and bench.ct2=false) the tables have no HF (or CT2) columns at all."""
+    subprocess.run([sys.executable, "-m", "src.bench", *TINY, "bench.peers=false", "bench.ct2=false",
+                    "bench.compile=true", "bench.modes=[fixed]", f"hydra.run.dir={tmp_path}"], check=True, capture_output=True, text=True)
     md = (tmp_path / "bench.md").read_text()
     assert "fast paths (compile)" in md and "BART" not in md and "ratio" not in md and "–" not in md
     rows = json.loads((tmp_path / "bench.json").read_text())["inference"]
