@@ -4,6 +4,7 @@ evaluated on the test split of any data set, with any decoding (the template's `
 
     python -m src.eval run_dir=outputs/…/run data=parallel data.root=/corpus data.tasks.translation.files.test=newstest2014
     python -m src.eval run_dir=outputs/…/run decode=beam decode.beam_size=5          # the run's own test set, beam 5
+    python -m src.eval run_dir=outputs/…/run attention.sentences='["I love you."]'   # + attention_sentences.png
 
 The run's config (results.json's `config`) is the base; `data=<name>` replaces its data node by conf/data/<name>.yaml
 (the tokenizer settings, max_length and batch sizes stay the run's unless given as data.*), `decode=` likewise.
@@ -43,7 +44,15 @@ def main(argv: list[str]) -> int:
     out = run_dir / EVAL_DIR / name
     if (out / "results.json").exists():
         raise ConfigError(f"{out / 'results.json'} already holds this evaluation; choose another eval.name=")
+    sentences = list(options.attention.sentences)
+    if sentences and run.spec.task.name != "translation":
+        raise ConfigError(f"attention.sentences: the run is a {run.spec.task.name} run; it applies to translation")
     record = evaluate(run, dm, out, [o.input_line for o in overrides], name)
+    if sentences:
+        from .tasks.translation import attention_for_sentences
+
+        record["artifacts"] = {"attention_sentences": attention_for_sentences(
+            run.module, sentences, out / "attention_sentences.png")}
     record["wall_seconds"] = time.perf_counter() - started
     from .results import write_results
 

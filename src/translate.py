@@ -8,7 +8,9 @@ overridden as data.max_length=…) is translated from its first data.max_length 
 `warning:` line on stderr for the first such line. Lines are read `translate.batch_size` at a time (1 when stdin is a
 terminal), so output follows input as a pipe is read; within them, sentences are batched by length, with
 `decode.max_len_a · S + max_len_b` output tokens at most, S the batch's longest source (as in training's test and
-src.eval, which give the same translations for the same batch). Bad input: one `error:` line, exit 2.
+src.eval, which give the same translations for the same batch). `attention.sentences='["I love you."]'` first draws
+the cross-attention of exactly those sentences into `attention.out` (default attention_sentences.png; with
+`< /dev/null` only that). Bad input: one `error:` line, exit 2.
 """
 from __future__ import annotations
 
@@ -32,6 +34,12 @@ def main(argv: list[str], stdin=None, stdout=None) -> int:
     if nbest < 1 or (nbest > 1 and (d.method != "beam" or nbest > d.beam_size)):
         raise ConfigError(f"translate.nbest={nbest} needs decode=beam with decode.beam_size >= {nbest}"
                           if nbest >= 1 else f"translate.nbest={nbest} must be >= 1")
+    if options.attention.sentences:  # the heatmap of exactly these sentences (src/tasks/translation.py)
+        from .tasks.translation import attention_for_sentences
+
+        drawn = attention_for_sentences(run.module, list(options.attention.sentences), options.attention.out)
+        if drawn:
+            print(f"attention: {options.attention.out} ({len(drawn)} sentences)", file=sys.stderr)
     size = 1 if stdin.isatty() else max(1, int(options.translate.batch_size))
     warned, line_no = False, 0
     while lines := list(islice(stdin, size)):

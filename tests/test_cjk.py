@@ -117,3 +117,15 @@ def test_attention_sentences_draws_exactly_the_given_sentence(tmp_path):
     assert "".join(drawn["sentences"][0]["source_tokens"]).replace("▁", " ").strip() == "I love you."
     assert "tok:zh" in r["metrics_signature"]["bleu"] and r["config"]["attention"]["sentences"] == ["I love you."]
     assert (tmp_path / "run" / "attention.png").is_file()
+
+
+def test_bleu_by_length_counts_chinese_with_the_runs_tokenizer():
+    """The report's BLEU-by-length uses the tokenizer the run's BLEU was counted with (13a gives 0 for Chinese)."""
+    from src.report.aggregate import bleu_by_length
+    from src.tasks.scoring import metric_signatures, tokenize_of
+
+    rows = [{"source": "I love you .", "reference": "我爱你。", "hypothesis": "我爱你。"}]
+    record = {"metrics_signature": metric_signatures("zh")}
+    assert tokenize_of(record) == "zh" and tokenize_of({}) == "13a"
+    assert bleu_by_length(rows, [(0, None)], tokenize_of(record))[""]["0+"]["bleu"] == pytest.approx(100)
+    assert bleu_by_length(rows, [(0, None)])[""]["0+"]["bleu"] < 100

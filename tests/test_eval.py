@@ -181,3 +181,21 @@ def test_the_checkpoint_is_best_when_there_is_one(tmp_path):
     assert checkpoint_of(tmp_path).name == "last.ckpt"
     (tmp_path / "checkpoints" / "best.ckpt").write_bytes(b"")  # model selection on validation (another issue)
     assert checkpoint_of(tmp_path).name == "best.ckpt"
+
+
+def test_attention_sentences_on_eval_and_translate(trained, tmp_path):
+    """The seeds' figure for any sentence of a finished run: eval draws it under its own eval dir, translate where
+    attention.out says; both name exactly the sentences given."""
+    tmp, run, _ = trained
+    sentence = " ".join(translation(seed=0, n_train=1, n_val=1, n_test=1)["test"]["src"][0].split()[:3])
+    before = run_dir_hashes(run)
+    done = tool("eval", f"run_dir={run}", f"attention.sentences=['{sentence}']", "eval.name=attn")
+    assert done.returncode == 0, done.stderr
+    out = run / "eval" / "attn"
+    assert (out / "attention_sentences.png").stat().st_size > 0
+    drawn = json.loads((out / "results.json").read_text())["artifacts"]["attention_sentences"]
+    assert [d["source"] for d in drawn] == [sentence] and len(drawn[0]["source_tokens"]) == 3
+    png = tmp_path / "a.png"
+    done = tool("translate", f"run_dir={run}", f"attention.sentences=['{sentence}']", f"attention.out={png}", stdin="")
+    assert done.returncode == 0 and done.stdout == "" and png.stat().st_size > 0, done.stderr
+    assert run_dir_hashes(run) == before

@@ -142,10 +142,13 @@ def bucket_label(bucket: tuple[int, int | None]) -> str:
     return f"{lo}+" if hi is None else f"{lo}-{hi}"
 
 
-def bleu_by_length(hypotheses: list[dict], buckets) -> dict[str, dict[str, dict]]:
+def bleu_by_length(hypotheses: list[dict], buckets, tokenize: str = "13a") -> dict[str, dict[str, dict]]:
     """{variant: {bucket label: {"bleu": corpus sacreBLEU, "n": sentences}}} from hypotheses.jsonl rows,
-    bucketed by source length in whitespace words; empty buckets are left out."""
-    import sacrebleu
+    bucketed by source length in whitespace words; empty buckets are left out. `tokenize`: the run's own sacreBLEU
+    tokenizer (zh for Chinese targets: src/tasks/scoring.py)."""
+    from sacrebleu.metrics import BLEU
+
+    metric = BLEU(tokenize=tokenize)
 
     out: dict[str, dict[str, dict]] = {}
     for variant in dict.fromkeys(h.get("variant", "") for h in hypotheses):
@@ -155,8 +158,8 @@ def bleu_by_length(hypotheses: list[dict], buckets) -> dict[str, dict[str, dict]
             sel = [h for h in rows if lo <= len(str(h.get("source", "")).split()) and (hi is None or
                                                                                  len(str(h.get("source", "")).split()) < hi)]
             if sel:
-                bleu = sacrebleu.corpus_bleu([str(h.get("hypothesis", "")) for h in sel],
-                                             [[str(h.get("reference", "")) for h in sel]]).score
+                bleu = metric.corpus_score([str(h.get("hypothesis", "")) for h in sel],
+                                           [[str(h.get("reference", "")) for h in sel]]).score
                 per[bucket_label((lo, hi))] = {"bleu": bleu, "n": len(sel)}
         out[variant] = per
     return out

@@ -8,6 +8,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from ..tasks.scoring import tokenize_of
 from .aggregate import _get, aggregate, bleu_by_length, by_batch_curve, config_of, crossover
 from .collect import Member, unreadable
 
@@ -98,7 +99,7 @@ def write_report(members: list[Member], out: Path, buckets, metric: str | None =
     bleu = defaultdict(lambda: defaultdict(list))
     for m in members:
         if m.record and m.hypotheses:
-            for variant, per in bleu_by_length(m.hypotheses, buckets).items():
+            for variant, per in bleu_by_length(m.hypotheses, buckets, tokenize_of(m.record)).items():
                 for b, v in per.items():
                     bleu[_label(m.record) + (f" [{variant.rstrip('/')}]" if variant else "")][b].append(v["bleu"])
     bleu_series = {label: {b: statistics.fmean(v) for b, v in per.items()} for label, per in bleu.items()}

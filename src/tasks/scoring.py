@@ -78,3 +78,9 @@ def metric_signatures(tokenize: str = "13a") -> dict[str, str]:
         metric.corpus_score(["a"], [["a"]])
         out[name] = metric.get_signature().format()
     return out
+
+
+def tokenize_of(record: dict) -> str:
+    """The sacreBLEU tokenizer a run's BLEU was counted with (results.json `metrics_signature`; 13a before it)."""
+    signature = (record.get("metrics_signature") or {}).get("bleu", "")
+    return next((part[4:] for part in signature.split("|") if part.startswith("tok:")), "13a")
