@@ -35,7 +35,7 @@ class ArchConfig:
     family: str = "ar"  # ar | nar | encoder: which decoding applies
     models: dict[str, Any] = MISSING  # task name -> partial nn.Module (the tasks this arch supports)
     params: dict[str, Any] = field(default_factory=dict)  # extra constructor arguments
-    train_steps: dict[str, int] = field(default_factory=dict)  # task name -> its trainer.max_steps for this arch
+    train_steps: dict[str, int] = field(default_factory=dict)  # task name -> trainer.max_steps (over task.train_steps)
 
 
 @dataclass
@@ -44,6 +44,7 @@ class TaskConfig:
     module: Any = MISSING  # partial LightningModule
     metric: str = MISSING  # headline metric, e.g. test/exact_match
     bleu_tokenize: Optional[str] = None  # translation: sacreBLEU tokenizer; null: from data.tgt_lang (zh, ja-mecab, …)
+    train_steps: Optional[int] = None  # trainer.max_steps unless arch.train_steps has this task (conf/config.yaml)
 
     def __post_init__(self):
         from .tasks.scoring import check_bleu_tokenize
@@ -298,6 +299,5 @@ def valid_pairs() -> list[tuple[str, str]]:
     pairs = []
     for path in sorted((Path(__file__).parent.parent / "conf" / "arch").glob("*.yaml")):
         arch = OmegaConf.load(path)
-        arch = arch.get("arch", arch)  # a file in package _global_ nests its fields under arch:
         pairs += [(arch.name, t) for t in arch.models]
     return pairs

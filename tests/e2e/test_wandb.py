@@ -2,7 +2,7 @@
 import json
 import subprocess
 
-from .conftest import run_main
+from tests.conftest import run_main
 
 
 def inspect(run_dir, *flags):

@@ -12,8 +12,8 @@ from src.config import ConfigError, DecodeConfig, OptimConfig, validate
 from src.tasks.scoring import BLEU_TOKENIZERS, available, bleu_tokenizer, translation_metrics
 from src.tasks.translation import heatmap_rows
 
-from .conftest import compose, run_cli, run_main
-from .test_files import write
+from tests.conftest import compose, run_cli, run_main
+from tests.unit.data.test_files import write
 
 REFS = ["我爱你。", "他不情愿地启动引擎开车走了。", "颜色无所谓，给我一支笔就行了。"]
 

@@ -6,8 +6,8 @@ import pytest
 from src.config import ConfigError
 from src.data.distill import distill
 
-from .conftest import run_main
-from .test_files import write
+from tests.conftest import run_main
+from tests.unit.data.test_files import write
 
 
 def test_nar_student_trains_on_the_teachers_translations(tmp_path):

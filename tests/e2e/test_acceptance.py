@@ -1,6 +1,6 @@
 """Acceptance: full-length default runs on the synthetic translation task reach their quality bars, and the
 non-autoregressive model decodes faster than the autoregressive one at batch 1 (figures: experiments/README.md)."""
-from .conftest import run_main
+from tests.conftest import run_main
 
 
 def test_default_encdec_and_nar_quality_and_ar_vs_nar_latency(tmp_path):

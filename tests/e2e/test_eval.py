@@ -12,8 +12,8 @@ import sacrebleu
 from src.config import ConfigError
 from src.data.synthetic import translation
 
-from .conftest import ROOT, run_main
-from .test_files import write
+from tests.conftest import ROOT, run_main
+from tests.unit.data.test_files import write
 
 TRAIN = ("size=tiny", "size.d_model=64", "size.d_ff=128", "logger=none", "trainer.max_steps=300",
          "trainer.val_check_interval=300", "trainer.limit_val_batches=1", "bench.batch_sizes=[1]",

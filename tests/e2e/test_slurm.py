@@ -247,10 +247,10 @@ def test_preempted_run_resumes_in_the_same_run_dir(cluster, tmp_path, how, when)
 def test_a_rerun_sweep_on_slurm_queues_only_the_unfinished_members(cluster, tmp_path):
     """Member seed=0 finished and seed=1 interrupted (local launcher: same configs, same run_keys); the re-run on
     SLURM in another order queues seed=1 into its own dir (resumes) and seed=2 (new), and not seed=0."""
-    from tests.test_reliability import digest
-    from tests.test_sweep import SWEEP, _interrupt_member
+    from tests.e2e.test_reliability import digest
+    from tests.e2e.test_sweep import SWEEP, _interrupt_member
 
-    from .conftest import run_cli
+    from tests.conftest import run_cli
 
     first = run_cli("-m", "seed=0", *SWEEP, f"hydra.sweep.dir={tmp_path}")
     assert first.returncode == 0, first.stderr[-2000:]

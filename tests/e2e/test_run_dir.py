@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, run_cli
-from .test_reliability import assert_refused, digest
+from tests.conftest import ROOT, run_cli
+from tests.e2e.test_reliability import assert_refused, digest
 
 # debug=fast on the tiny model, test and inference timing cut to a few sentences
 TINY = ("debug=fast", "logger=csv", "size=tiny", "bench.batch_sizes=[1]", "bench.repeats=1",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli
 
 FAST = ("debug=fast", "logger=csv")
 

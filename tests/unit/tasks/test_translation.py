@@ -7,8 +7,8 @@ import sacrebleu
 from src.tasks.base import spread_over_lengths
 from src.tasks.translation import translation_metrics
 
-from .conftest import run_main
-from .test_files import write
+from tests.conftest import run_main
+from tests.unit.data.test_files import write
 
 
 def test_metrics_are_sacrebleu_on_raw_references():

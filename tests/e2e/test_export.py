@@ -18,7 +18,7 @@ from src.models.transformer import EncoderDecoder, PrefixLM  # noqa: E402
 from src.models.vocab import BOS, EOS, PAD  # noqa: E402
 from src.trained import load_run  # noqa: E402
 
-from .conftest import ROOT, run_main  # noqa: E402
+from tests.conftest import ROOT, run_main  # noqa: E402
 
 TRAIN = ("size=tiny", "size.d_model=64", "size.d_ff=128", "logger=none", "trainer.max_steps=400",
          "trainer.val_check_interval=400", "trainer.limit_val_batches=1", "data.limit.test=200",

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from .conftest import run_cli, run_main
-from .test_config import EXPECTED_PAIRS
+from tests.conftest import run_cli, run_main
+from tests.unit.config.test_config import EXPECTED_PAIRS
 
 TASK_METRICS = {
     "translation": {"test/bleu", "test/chrf", "test/exact_match", "test/loss"},

@@ -14,8 +14,8 @@ import pytest
 from src.report.aggregate import aggregate, bleu_by_length, crossover, parse_buckets
 from src.report.collect import collect
 
-from .conftest import ROOT
-from .test_wandb import inspect
+from tests.conftest import ROOT
+from tests.e2e.test_wandb import inspect
 
 ARCHS = ("encdec", "nar", "rnn_attn")
 

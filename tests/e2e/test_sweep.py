@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, run_cli
-from .test_reliability import digest
+from tests.conftest import ROOT, run_cli
+from tests.e2e.test_reliability import digest
 
 # long enough to SIGTERM after the first checkpoint (step 10) with 50 steps to spare
 SWEEP = ("debug=fast", "logger=csv", "trainer.max_steps=60", "checkpoint_every_n_steps=10",

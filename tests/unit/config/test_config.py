@@ -4,7 +4,7 @@ import pytest
 
 from src.config import ConfigError, valid_pairs, validate
 
-from .conftest import ROOT, compose, run_cli
+from tests.conftest import ROOT, compose, run_cli
 
 ARCHS = sorted(p.stem for p in (ROOT / "conf" / "arch").glob("*.yaml"))
 TASKS = sorted(p.stem for p in (ROOT / "conf" / "task").glob("*.yaml"))

@@ -9,8 +9,8 @@ from src.data import build
 from src.data.datamodule import TextDataModule
 from src.data.tokenizer import train_tokenizer
 
-from .conftest import ROOT, compose
-from .test_files import parallel_corpus
+from tests.conftest import ROOT, compose
+from tests.unit.data.test_files import parallel_corpus
 
 CALLS = []
 
@@ -30,7 +30,7 @@ def spec_of(*overrides):
 def test_loader_receives_root_and_data_seed_and_limits_apply(tmp_path):
     CALLS.clear()
     cfg, spec = spec_of(f"data.root={tmp_path}", "data.seed=7", "seed=3",
-                        "data.tasks.translation._target_=tests.test_build.recording_loader",
+                        "data.tasks.translation._target_=tests.unit.data.test_build.recording_loader",
                         "data.limit={train: 4, test: 2}")
     raw = build.load_raw(cfg, spec)
     assert CALLS[-1]["root"] == str(tmp_path) and CALLS[-1]["seed"] == 7  # data.seed, not the run's seed
@@ -84,7 +84,7 @@ def test_too_long_sequences_are_truncated_and_counted(caplog):
 
 
 def test_cli_bad_data_exits_2_with_one_line(tmp_path):
-    from .conftest import run_cli
+    from tests.conftest import run_cli
 
     parallel_corpus(tmp_path)
     (tmp_path / "m30k" / "val.de").write_text("one line\n")
