@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..config import ConfigError
+from ..errors import ConfigError, print_error
 
 
 def default_out(paths: list[Path]) -> Path:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--metric {args.metric} is in no run's metrics; choose one of: {', '.join(sorted(known))}")
         result = write_report(members, out, buckets, args.metric)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(str(e))
         return 2
     print_table(result)
     if not args.no_wandb_log:

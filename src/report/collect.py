@@ -131,11 +131,11 @@ def collect(paths: list[Path]) -> list[Member]:
 
 def collect_wandb(project_path: str, group: str | None) -> list[Member]:
     """The runs of `entity/project` (optionally one group) through the public API; needs a login."""
-    from ..pipeline import _wandb_logged_in
+    from ..loggers import wandb_logged_in  # deferred with wandb: lightning is heavy, only --wandb needs it
 
     if "/" not in project_path:
         raise ConfigError(f"--wandb {project_path!r}: expected entity/project")
-    if not _wandb_logged_in():
+    if not wandb_logged_in():
         raise ConfigError("--wandb needs a W&B login (run `wandb login` or set WANDB_API_KEY); "
                           "offline runs: report their local run dirs instead")
     import wandb

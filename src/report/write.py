@@ -177,12 +177,12 @@ def log_to_wandb(result: dict, members: list[Member], out: Path, group: str | No
     """One W&B run (job_type=report) of the sweep's group: the table and every plot; offline unless logged in."""
     import wandb
 
-    from ..pipeline import _wandb_logged_in
+    from ..loggers import wandb_logged_in  # deferred with wandb: lightning is heavy, only --wandb needs it
 
     cfgs = [m.record.get("config") or {} for m in members if m.record]
     project = next((c.get("logger", {}).get("project") for c in cfgs if c.get("logger", {}).get("project")), "archbench")
     group = group or next((c.get("logger", {}).get("group") for c in cfgs if c.get("logger", {}).get("group")), None)
-    mode = os.environ.get("WANDB_MODE") or ("online" if _wandb_logged_in() else "offline")
+    mode = os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
     run = wandb.init(project=project, group=group, job_type="report", name=f"report-{out.parent.name}", dir=str(out),
                      mode=mode, config={"members": len(members), "failed": len(result["failed"])})
     rows = result["rows"]
