@@ -31,7 +31,10 @@ def wandb_logged_in() -> bool:
     import wandb  # deferred: ~1.5 s to import, needed only by W&B runs and the report's --wandb
 
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-        return bool(wandb.login(prompt=False, verify=False))
+        try:
+            return bool(wandb.login(prompt=False, verify=False))
+        finally:
+            wandb.teardown()  # login() leaves a session behind in which an offline init then asks for a key
 
 
 def build_logger(lg, run_dir: Path, config: dict, wandb_id: str):

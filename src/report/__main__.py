@@ -10,11 +10,11 @@ from ..errors import ConfigError, print_error
 
 def default_out(paths: list[Path]) -> Path:
     """<sweep dir>/report; for run dirs given one by one, report/ beside them (never inside a run dir)."""
-    from .collect import _is_run_dir
+    from .collect import is_run_dir
 
     paths = [p.resolve() for p in paths]
     base = paths[0] if len(paths) == 1 else Path(__import__("os").path.commonpath(paths))
-    while _is_run_dir(base):
+    while is_run_dir(base):
         base = base.parent
     return base / "report"
 

@@ -8,7 +8,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from .aggregate import _get, aggregate, bleu_by_length, by_batch_curve, config_of, crossover
+from .aggregate import get_in, aggregate, bleu_by_length, by_batch_curve, config_of, crossover
 from .collect import Member, unreadable
 
 TABLE_MEASURES = ("metric", "params", "train_tokens_per_s")
@@ -43,7 +43,7 @@ def _curves(records: list[dict]) -> tuple[dict, dict]:
             if not c["batch_size"]:
                 continue
             label = _label(r) + ("" if variant == "decode" else f" [{variant}]")
-            family[label] = _get(r, "config", "arch", "family") or ("nar" if r.get("arch") == "nar" else "ar")
+            family[label] = get_in(r, "config", "arch", "family") or ("nar" if r.get("arch") == "nar" else "ar")
             acc = sums.setdefault(label, defaultdict(lambda: defaultdict(list)))
             for b, ms, tps in zip(c["batch_size"], c["ms_per_sentence"], c["tokens_per_s"]):
                 acc[b]["ms_per_sentence"].append(ms)
