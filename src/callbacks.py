@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import subprocess
 import time
@@ -16,29 +17,14 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from .errors import Diverged, Interrupted
 from .run_dir import RunDir, save_checkpoint
 
 log = logging.getLogger("archbench")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
-
-
-class Diverged(RuntimeError):
-    """Training produced a non-finite loss."""
-
-    def __init__(self, step: int, loss: float):
-        super().__init__(f"training diverged at step {step} (loss={loss}); try a lower optim.lr")
-        self.step = step
-
-
-class Interrupted(RuntimeError):
-    """A stop signal arrived; a checkpoint was saved. The exit code is 128 + the signal number."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-        self.exit_code = 128 + signum
 
 
 class TrainClock(L.Callback):
@@ -230,8 +216,6 @@ class GracefulStop(L.Callback):
         """Inside fit, with the trainer state intact: save the checkpoint that the resumed run starts from. The
         step's train row is logged first (Lightning logs it after on_train_batch_end, where we stopped; the resumed
         run starts at the next step), so the rows of the two segments join without a gap."""
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
         if isinstance(exception, (Interrupted, SIGTERMException)) and trainer.state.fn == "fit":
             if trainer.training:
                 trainer._logger_connector.update_train_step_metrics()
@@ -239,8 +223,6 @@ class GracefulStop(L.Callback):
 
     def hand_over(self) -> None:
         """After the checkpoint: let a scheduler-side handler requeue the job."""
-        import os
-
         if self.signum not in (signal.SIGUSR1, signal.SIGUSR2):  # SIGTERM / Ctrl-C: just stop
             return
         previous = self._previous.get(self.signum)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
+from .errors import ConfigError  # re-exported: `from src.config import ConfigError` keeps working
+
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
@@ -18,10 +20,6 @@ MISSING: Any = "???"  # omegaconf.MISSING: a value the composed config must set
 
 LM_PROMPT_TOKENS = 4  # <bos> + 3 tokens: the prompt of the LM task's samples and inference timing
 DECODE_METHODS = {"ar": ("greedy", "beam", "sample"), "nar": ("mask_predict",)}
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; str() is the one-line message shown to the user."""
 
 
 def _check(ok: bool, message: str) -> None:
@@ -241,7 +239,8 @@ class RunConfig:
     samples: int = 5  # decoded test examples printed and logged
     checkpoint_every_n_steps: int = 250  # periodic last.ckpt, so a kill without warning loses little (0: off)
     progress_every_s: float = 15.0  # one progress line in the log this often
-    results_file: str = "results.json"
+    results_file: Optional[str] = None  # removed: a value set is refused in validate() (always results.json)
+    callbacks: dict[str, Any] = field(default_factory=dict)  # conf/callbacks/: name -> Lightning callback node
     gpu: Optional[GpuConfig] = None  # requested GPU type (SLURM sweeps); None: wherever the launcher sends it
 
 
@@ -268,6 +267,8 @@ def typed(cfg: DictConfig, schema: type | None = None, prefix: str = ""):
 
 def validate(cfg: DictConfig) -> RunConfig:
     """Check the composed config before anything is built. Raises ConfigError with a one-line message."""
+    _check(cfg.get("results_file") is None, "results_file is no longer configurable: results are always "
+           "<run_dir>/results.json")
     run: RunConfig = typed(cfg)
     arch, task = run.arch, run.task.name
     if task not in arch.models:

@@ -1,15 +1,15 @@
 """The per-run results record (`results.json`): what a report aggregates across a sweep.
 
-Written atomically (temp file in the same directory + rename), and never over an existing file."""
+Written atomically (src/atomic.py: temp file in the same directory, fsynced, hard-linked), never over an existing
+file."""
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-import os
 import subprocess
-import tempfile
 from pathlib import Path
+
+from .atomic import write_json_atomic
 
 SCHEMA_VERSION = 1
 
@@ -33,30 +33,9 @@ def git_commit() -> str | None:
         return None
 
 
-def _finite(obj):
-    """Strict JSON: a non-finite float (NaN, ±inf) is written as null, never as the invalid token NaN."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def write_results(path: Path, record: dict) -> Path:
-    """Write `record` as JSON to `path` atomically; refuse to replace finished results."""
+    """Write `record` as JSON to `path` atomically and durably; refuse to replace finished results."""
     path = Path(path)
     if path.exists():
         raise FileExistsError(f"{path} already holds finished results; refusing to overwrite it")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_finite(record), f, indent=2, sort_keys=False, default=float, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.link(tmp, path)  # atomic, and fails if `path` appeared meanwhile
-    finally:
-        os.unlink(tmp)
-    return path
+    return write_json_atomic(path, record, durable=True, exclusive=True)

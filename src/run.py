@@ -16,8 +16,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from .config import ConfigError, register, validate
-from .run_dir import CREATED, holding, refuse
+from .config import register, validate
+from .errors import ConfigError, Diverged, Interrupted, refuse
+from .run_dir import CREATED, RunDir
+from .run_lock import holding
 from .speed.runtime import use_tcmalloc
 
 register()
@@ -29,43 +31,37 @@ _task_started = False  # Hydra exits 1 on a bad override before the task starts:
 def main(cfg: DictConfig) -> float | None:
     global _task_started
     _task_started = True
-    from .callbacks import Diverged, Interrupted
-
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         spec = validate(cfg)  # before any heavy import or model build
         with holding(run_dir):  # the run dir's lock (multirun members; RunGuard took it for single runs)
-            if (run_dir / spec.results_file).exists():  # multirun members (RunGuard checks single runs earlier)
-                raise ConfigError(f"{run_dir / spec.results_file} already holds finished results; "
-                                  "choose another hydra.run.dir")
-            from .pipeline import run
+            rd = RunDir(run_dir)
+            if rd.state == "finished":  # multirun members (RunGuard checks single runs earlier)
+                raise ConfigError(f"{rd.results} already holds finished results; choose another hydra.run.dir")
+            from .train import train  # deferred (torch, Lightning): a bad config is refused in a second
 
-            record = run(cfg, spec, run_dir)
+            record = train(cfg, spec, run_dir)
     except ConfigError as e:
         if run_dir.resolve() in CREATED:  # a run that never started leaves nothing behind
             logging.shutdown()
             shutil.rmtree(run_dir, ignore_errors=True)
         refuse(str(e))
     except Diverged as e:
-        _fail(f"error: {e}", 1)
+        log.error(f"error: {e}")  # run.log (the console filter keeps it off stdout)
+        refuse(str(e), 1)
     except Interrupted as e:
-        _fail(f"interrupted by {e} at step {_step(run_dir)}: checkpoint saved in {run_dir / 'checkpoints'}; "
-              f"resume with: {resume_command(run_dir)}", e.exit_code)
+        message = (f"interrupted by {e} at step {_step(run_dir)}: checkpoint saved in {run_dir / 'checkpoints'}; "
+                   f"resume with: {resume_command(run_dir)}")
+        log.error(message)
+        print(message, file=sys.stderr)
+        sys.exit(e.exit_code)
     except Exception:
         log.exception("run failed")  # the traceback goes to run.log; Hydra prints it and exits 1
         raise
     return record["metrics"].get(spec.task.metric)  # the value a Hydra sweeper optimises
 
 
-def _fail(message: str, code: int) -> None:
-    log.error(message)  # run.log (the console filter keeps it off stdout)
-    print(message, file=sys.stderr)
-    sys.exit(code)
-
-
 def _step(run_dir: Path):
-    from .run_dir import RunDir
-
     return RunDir(run_dir).status().get("step", "?")
 
 

@@ -6,7 +6,7 @@ default for `-m`, and hydra_plugins/archbench_slurm):
                                                                   returned to the sweeper
   resumed   a member dir holds an unfinished run of it         -> launched into that dir (`hydra.sweep.subdir`
                                                                   override), where the pipeline resumes from its
-                                                                  checkpoint (src/pipeline.py `_check_resume`)
+                                                                  checkpoint (src/train.py `check_resume`)
   new       no dir holds it                                    -> launched into its own subdir (renamed with a
                                                                   `_2`, `_3`... suffix if that dir holds another run)
 Members are matched by config, never by directory number (which follows sweep order): each member's config is
@@ -62,7 +62,7 @@ def compose(config_loader, launcher_config: DictConfig, overrides: Sequence[str]
 
 
 def member_key(cfg: DictConfig) -> str:
-    """The run_key the pipeline will record for this member (src/pipeline.py: run_key of the resolved task config),
+    """The run_key the pipeline will record for this member (src/train.py: run_key of the resolved task config),
     with `${hydra:...}` resolved against the member's own Hydra config."""
     HydraConfig.instance().set_config(cfg)
     return run_key(OmegaConf.to_container(task_config(cfg), resolve=True))
@@ -120,8 +120,7 @@ def _match(sweep_dir: Path, members: list[Member]) -> None:
     for m in members:  # first the members a dir already holds, so that no new member takes their dir
         if m.run_key is None:
             continue
-        results_file = OmegaConf.select(m.cfg, "results_file", default="results.json")
-        found = [(RunDir(p, results_file), info) for p, info in sorted(runs.items())
+        found = [(RunDir(p), info) for p, info in sorted(runs.items())
                  if info["run_key"] == m.run_key and p not in claimed]
         if not found:
             continue

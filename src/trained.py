@@ -1,6 +1,6 @@
 """A finished run as a model you can use: its config, tokenizer, label set and checkpoint, rebuilt from its directory.
 
-A run dir is self-contained: when the pipeline builds the data module (`build_run_datamodule`) it saves the trained
+A run dir is self-contained: when the run (src/train.py) builds the data module (`build_run_datamodule`) it saves the trained
 tokenizer (`tokenizer.json`) and what the data module needs besides it (`data.json`: task, label set in class-index
 order, whether sequences get <bos>/<eos>, max_length) into the run dir, so eval, translate, predict, export and
 knowledge distillation work on another machine or after `data.cache_dir` is cleared. A run finished before run dirs
@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import nullcontext
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from .atomic import write_atomic, write_json_atomic
+from .errors import refuse
 from .config import ConfigError, DataConfig, DecodeConfig, RunConfig, validate
 
 log = logging.getLogger("archbench")
@@ -41,7 +42,7 @@ RUN_GROUPS = ("data", "decode")  # config groups a finished run may be given ane
 TOKENIZER_KEYS = ("tokenizer", "vocab_size", "cache_dir")  # describe the run's tokenizer: always the run's
 
 
-# --- the pipeline's hook: a run dir carries its tokenizer and label set -------------------------------------------
+# --- the run's hook: a run dir carries its tokenizer and label set -------------------------------------------
 
 def build_run_datamodule(cfg, spec, run_dir: Path):
     """The training run's data module (KD teachers decode through `teacher_translations`), its tokenizer and data
@@ -55,14 +56,11 @@ def build_run_datamodule(cfg, spec, run_dir: Path):
 
 def save_run_assets(run_dir: Path, dm) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / f".{TOKENIZER_FILE}.{os.getpid()}.tmp"  # DDP: every rank writes the same file
-    dm.tokenizer.save(str(tmp))
-    tmp.replace(run_dir / TOKENIZER_FILE)
+    # DDP: every rank writes the same files, each through its own temp file
+    write_atomic(run_dir / TOKENIZER_FILE, lambda f: f.write(dm.tokenizer.to_str(pretty=True)))
     data = {"task": dm.task, "labels": dm.label_names if dm.task == "classification" else None,
             "bos_eos": dm.bos_eos, "max_length": dm.max_length}
-    tmp = run_dir / f".{DATA_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
-    tmp.replace(run_dir / DATA_FILE)
+    write_json_atomic(run_dir / DATA_FILE, data, ensure_ascii=False)
 
 
 # --- reading a finished run -----------------------------------------------------------------------------------------
@@ -90,6 +88,7 @@ def run_config(run_dir: Path, record: dict) -> DictConfig:
         if not hydra_cfg.is_file():
             raise ConfigError(f"run_dir={run_dir}: results.json has no config and there is no .hydra/config.yaml")
         config = OmegaConf.to_container(OmegaConf.load(hydra_cfg), resolve=False)
+    config = {k: v for k, v in config.items() if k != "results_file"}  # recorded before the key was removed
     try:
         return OmegaConf.merge(OmegaConf.structured(RunConfig), config)
     except Exception as e:  # an older schema
@@ -180,8 +179,7 @@ def cli(main, argv: list[str] | None = None) -> None:
     try:
         code = main(sys.argv[1:] if argv is None else argv)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        refuse(str(e))
     sys.exit(code or 0)
 
 

@@ -14,7 +14,6 @@ import copy
 import logging
 import shutil
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +96,7 @@ class GpuTypeSlurmLauncher(SlurmLauncher):
     def check_sweep(self, job_overrides: Sequence[Sequence[str]]) -> list:
         """Compose and validate every member; the resources of each (None: launcher defaults). Exit 2 if any is bad."""
         from src.config import validate
+        from src.errors import refuse
 
         errors, resources = [], []
         for idx, overrides in enumerate(job_overrides):
@@ -115,12 +115,11 @@ class GpuTypeSlurmLauncher(SlurmLauncher):
                 self._check_nodes(cfg, res)
                 resources.append(res)
             except Exception as e:  # noqa: BLE001 -- any failure to compose is a bad member
-                errors.append(f"error: sweep member #{idx} ({label}): {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+                errors.append(f"sweep member #{idx} ({label}): {str(e).splitlines()[0] if str(e) else type(e).__name__}")
         HydraConfig.instance().set_config(self.config)
         if errors:
-            print("\n".join(errors + [f"error: {len(errors)} of {len(job_overrides)} sweep members are invalid; "
-                                      "nothing was queued"]), file=sys.stderr)
-            sys.exit(2)
+            refuse("\n".join(errors + [f"{len(errors)} of {len(job_overrides)} sweep members are invalid; "
+                                       "nothing was queued"]))
         return resources
 
     def _check_nodes(self, cfg, res: dict) -> None:

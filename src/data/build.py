@@ -20,14 +20,13 @@ import inspect
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from datasets import DatasetDict, load_from_disk
 from hydra.utils import instantiate
 from tokenizers import Tokenizer
 
+from ..atomic import save_dir_atomically
 from ..config import ConfigError
 from .datamodule import FIELDS, TextDataModule
 from .files import SPLITS, data_identity
@@ -85,16 +84,6 @@ def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _save_atomically(target: Path, save) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
-    try:
-        save(tmp)
-        tmp.rename(target)
-    except OSError:  # another run finished the same entry first
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def build_datamodule(cfg, spec, tokenizer: Tokenizer | None = None, labels: list[str] | None = None,
                      splits: tuple[str, ...] = SPLITS, teacher=None) -> TextDataModule:
     """The data module of `cfg`. With `tokenizer` (a finished run's), nothing is trained or cached: the splits are
@@ -120,7 +109,7 @@ def build_datamodule(cfg, spec, tokenizer: Tokenizer | None = None, labels: list
         texts = (text for field in FIELDS[task] for text in raw["train"][field])
         tokenizer = train_tokenizer(data.tokenizer, texts, data.vocab_size)
         if tok_path:
-            _save_atomically(tok_path.parent, lambda d: tokenizer.save(str(d / "tokenizer.json")))
+            save_dir_atomically(tok_path.parent, lambda d: tokenizer.save(str(d / "tokenizer.json")))
 
     enc_path = cache / f"encoded-{enc_key}" if cache else None
     splits = None
@@ -130,6 +119,6 @@ def build_datamodule(cfg, spec, tokenizer: Tokenizer | None = None, labels: list
     dm = TextDataModule(task, raw, tokenizer, data.batch_size, data.eval_batch_size, data.max_length, spec.seed,
                         bos_eos=bos_eos, splits=splits)
     if enc_path and splits is None:
-        _save_atomically(enc_path, lambda d: DatasetDict(dm.splits).save_to_disk(str(d)))
+        save_dir_atomically(enc_path, lambda d: DatasetDict(dm.splits).save_to_disk(str(d)))
     dm.identity = identity
     return dm

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
+from ..atomic import write_json_atomic
 from ..config import ConfigError
 
 log = logging.getLogger("archbench")
@@ -46,9 +47,7 @@ def distill(raw: DatasetDict, teacher_dir: str, cache_dir: str | None, translate
         targets = translate(teacher_dir, sources)
         if cached:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(targets, ensure_ascii=False))
-            tmp.replace(cached)
+            write_json_atomic(cached, targets, indent=None, ensure_ascii=False)
     out = DatasetDict({**raw, "train": Dataset.from_dict({"src": sources, "tgt": targets})})
     out.source = [*(raw.source if isinstance(getattr(raw, "source", None), list) else [raw.source]),
                   f"train targets: sequence-level KD by {teacher_dir} (run_key {record['run_key']})"]

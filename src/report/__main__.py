@@ -5,16 +5,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..config import ConfigError
+from ..errors import ConfigError, print_error
 
 
 def default_out(paths: list[Path]) -> Path:
     """<sweep dir>/report; for run dirs given one by one, report/ beside them (never inside a run dir)."""
-    from .collect import _is_run_dir
+    from .collect import is_run_dir
 
     paths = [p.resolve() for p in paths]
     base = paths[0] if len(paths) == 1 else Path(__import__("os").path.commonpath(paths))
-    while _is_run_dir(base):
+    while is_run_dir(base):
         base = base.parent
     return base / "report"
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--metric {args.metric} is in no run's metrics; choose one of: {', '.join(sorted(known))}")
         result = write_report(members, out, buckets, args.metric)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(str(e))
         return 2
     print_table(result)
     if not args.no_wandb_log:

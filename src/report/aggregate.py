@@ -13,7 +13,7 @@ from ..config import ConfigError
 KEYS = ("arch", "task", "data", "size", "device", "decode", "arch_params")
 
 
-def _get(d, *path):
+def get_in(d, *path):
     for p in path:
         if not isinstance(d, dict) or p not in d:
             return None
@@ -32,9 +32,9 @@ def config_of(record: dict) -> dict:
     """The configuration a record belongs to (GPU type from the SLURM `cluster` field, else the device string)."""
     return {"arch": record.get("arch"), "task": record.get("task"), "data": record.get("data"),
             "size": record.get("size"),
-            "device": _get(record, "cluster", "gpu_type") or record.get("device") or "?",
+            "device": get_in(record, "cluster", "gpu_type") or record.get("device") or "?",
             "decode": decode_label(record.get("decode")),
-            "arch_params": decode_label({"method": "", **(_get(record, "config", "arch", "params") or {})}).strip("()")}
+            "arch_params": decode_label({"method": "", **(get_in(record, "config", "arch", "params") or {})}).strip("()")}
 
 
 def mean_std(values) -> tuple[float | None, float | None, int]:
@@ -49,14 +49,14 @@ def measures(record: dict, metric: str | None = None) -> dict:
     """The per-run numbers a row averages: headline metric (`metric`, default the run's own), params, train
     tokens/s, inference per decoding, and the headline metric of each evaluation (`eval:<name>`, src/eval.py)."""
     headline = metric or record.get("headline_metric")
-    out = {"metric": _get(record, "metrics", headline) if headline else None,
-           "params": record.get("params"), "train_tokens_per_s": _get(record, "train", "tokens_per_s")}
+    out = {"metric": get_in(record, "metrics", headline) if headline else None,
+           "params": record.get("params"), "train_tokens_per_s": get_in(record, "train", "tokens_per_s")}
     for variant, d in (record.get("inference") or {}).items():
         if isinstance(d, dict):
             out[f"{variant}/latency_ms"] = d.get("latency_ms_batch1")
             out[f"{variant}/tokens_per_s"] = d.get("throughput_tokens_per_s")
     for name, ev in (record.get("evals") or {}).items():  # python -m src.eval: the headline metric per test set
-        out[f"eval:{name}"] = _get(ev, "metrics", headline) if headline else None
+        out[f"eval:{name}"] = get_in(ev, "metrics", headline) if headline else None
     return out
 
 
@@ -114,7 +114,7 @@ def crossover(batch_sizes, ar_latency, nar_latency) -> dict:
 def by_batch_curve(record: dict, variant: str = "decode") -> dict[str, list]:
     """{batch_size, ms_per_sentence, tokens_per_s} lists from the honest benchmark's rows (fixed-length rows
     preferred: AR outputs that stop early at <eos> make latency unfair); empty when the record has none."""
-    rows = _get(record, "inference", variant, "by_batch") or []
+    rows = get_in(record, "inference", variant, "by_batch") or []
     rows = [r for r in rows if isinstance(r, dict) and "batch_size" in r]
     fixed = [r for r in rows if r.get("mode") == "fixed"]
     rows = sorted(fixed or rows, key=lambda r: r["batch_size"])

@@ -28,7 +28,7 @@ class Member:
     hypotheses: list = field(default_factory=list)  # rows of hypotheses.jsonl
 
 
-def _is_run_dir(path: Path) -> bool:
+def is_run_dir(path: Path) -> bool:
     return any((path / m).exists() for m in MARKERS)
 
 
@@ -38,13 +38,13 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
     for path in map(Path, paths):
         if not path.is_dir():
             raise ConfigError(f"{path} is not a directory (give a sweep dir or run dirs)")
-        if _is_run_dir(path):
+        if is_run_dir(path):
             found.append(path)
             continue
         stack = sorted((p for p in path.iterdir() if p.is_dir() and p.name not in SKIP), reverse=True)
         while stack:
             p = stack.pop()
-            if _is_run_dir(p):
+            if is_run_dir(p):
                 found.append(p)
             else:
                 stack.extend(sorted((q for q in p.iterdir() if q.is_dir() and q.name not in SKIP), reverse=True))
@@ -131,11 +131,11 @@ def collect(paths: list[Path]) -> list[Member]:
 
 def collect_wandb(project_path: str, group: str | None) -> list[Member]:
     """The runs of `entity/project` (optionally one group) through the public API; needs a login."""
-    from ..pipeline import _wandb_logged_in
+    from ..loggers import wandb_logged_in  # deferred with wandb: lightning is heavy, only --wandb needs it
 
     if "/" not in project_path:
         raise ConfigError(f"--wandb {project_path!r}: expected entity/project")
-    if not _wandb_logged_in():
+    if not wandb_logged_in():
         raise ConfigError("--wandb needs a W&B login (run `wandb login` or set WANDB_API_KEY); "
                           "offline runs: report their local run dirs instead")
     import wandb

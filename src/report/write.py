@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..tasks.scoring import tokenize_of
-from .aggregate import _get, aggregate, bleu_by_length, by_batch_curve, config_of, crossover
+from .aggregate import get_in, aggregate, bleu_by_length, by_batch_curve, config_of, crossover
 from .collect import Member, unreadable
 
 TABLE_MEASURES = ("metric", "params", "train_tokens_per_s")
@@ -44,7 +44,7 @@ def _curves(records: list[dict]) -> tuple[dict, dict]:
             if not c["batch_size"]:
                 continue
             label = _label(r) + ("" if variant == "decode" else f" [{variant}]")
-            family[label] = _get(r, "config", "arch", "family") or ("nar" if r.get("arch") == "nar" else "ar")
+            family[label] = get_in(r, "config", "arch", "family") or ("nar" if r.get("arch") == "nar" else "ar")
             acc = sums.setdefault(label, defaultdict(lambda: defaultdict(list)))
             for b, ms, tps in zip(c["batch_size"], c["ms_per_sentence"], c["tokens_per_s"]):
                 acc[b]["ms_per_sentence"].append(ms)
@@ -178,12 +178,12 @@ def log_to_wandb(result: dict, members: list[Member], out: Path, group: str | No
     """One W&B run (job_type=report) of the sweep's group: the table and every plot; offline unless logged in."""
     import wandb
 
-    from ..pipeline import _wandb_logged_in
+    from ..loggers import wandb_logged_in  # deferred with wandb: lightning is heavy, only --wandb needs it
 
     cfgs = [m.record.get("config") or {} for m in members if m.record]
     project = next((c.get("logger", {}).get("project") for c in cfgs if c.get("logger", {}).get("project")), "archbench")
     group = group or next((c.get("logger", {}).get("group") for c in cfgs if c.get("logger", {}).get("group")), None)
-    mode = os.environ.get("WANDB_MODE") or ("online" if _wandb_logged_in() else "offline")
+    mode = os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
     run = wandb.init(project=project, group=group, job_type="report", name=f"report-{out.parent.name}", dir=str(out),
                      mode=mode, config={"members": len(members), "failed": len(result["failed"])})
     rows = result["rows"]

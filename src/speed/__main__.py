@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import ConfigError
+from ..errors import ConfigError, refuse
 from .config import SpeedConfig, validate
 from .runtime import use_tcmalloc
 
@@ -54,9 +54,9 @@ def spec_of(cfg: DictConfig, s: SpeedConfig) -> dict:
                 ct2_threads=list(s.ct2_threads) if s.ct2_threads else None)
 
 
-def refuse(e: ConfigError) -> None:
-    print("error: " + re.sub(rf"\b{NODE}\.", f"{_shown['node']}.", str(e)), file=sys.stderr)
-    sys.exit(2)
+def refuse_node(e: ConfigError) -> None:
+    """The one-line refusal, naming the node the user typed (`speed.` or the alias's `bench.`)."""
+    refuse(re.sub(rf"\b{NODE}\.", f"{_shown['node']}.", str(e)))
 
 
 class SpeedGuard(Callback):
@@ -66,7 +66,7 @@ class SpeedGuard(Callback):
         try:
             validate(config)
         except ConfigError as e:
-            refuse(e)
+            refuse_node(e)
 
 
 def _wandb(result: dict, run_dir: Path, mode: str) -> None:
@@ -97,7 +97,7 @@ def main(cfg: DictConfig) -> None:
         speed = validate(cfg)
         spec = spec_of(cfg, speed)
     except ConfigError as e:
-        refuse(e)
+        refuse_node(e)
     import torch
 
     from .compare import benchmark, markdown

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import refuse
+
 CHOICES = ("system", "tcmalloc")
 LIBRARIES = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4")
 LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
@@ -110,8 +112,7 @@ def use_tcmalloc() -> None:
         return
     choice = os.environ.get("ARCHBENCH_MALLOC", "system")
     if choice not in CHOICES:
-        print(f"error: ARCHBENCH_MALLOC={choice} is not valid; choose one of: {', '.join(CHOICES)}", file=sys.stderr)
-        sys.exit(2)
+        refuse(f"ARCHBENCH_MALLOC={choice} is not valid; choose one of: {', '.join(CHOICES)}")
     if choice == "system" or allocator_name() == "tcmalloc":
         return
     lib = find_tcmalloc()

@@ -60,3 +60,25 @@ def test_cli_run_writes_results_and_never_overwrites_them(tmp_path):
     assert again.stderr.strip().startswith("error: ") and "already holds finished results" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
     assert path.read_bytes() == before
+
+
+def test_a_callback_added_by_config_is_in_the_runs_trainer(tmp_path, monkeypatch):
+    """`+callbacks.<name>._target_=…` (conf/callbacks/): instantiated beside the default ones and the run's own."""
+    import lightning.pytorch.callbacks as cb
+
+    from src import train
+    from src.callbacks import DivergenceGuard, GracefulStop, ProgressLog
+
+    built = []
+    make = train.build_trainer
+    monkeypatch.setattr(train, "build_trainer", lambda *a, **kw: built.append(make(*a, **kw)) or built[-1])
+    r = run_main(tmp_path, "arch=encoder", "task=classification", "debug=fast", "logger=csv",
+                 "+callbacks.lr_monitor._target_=lightning.pytorch.callbacks.LearningRateMonitor",
+                 "callbacks.progress_log.every_s=5")
+    kinds = {type(c) for c in built[0].callbacks}
+    assert {cb.LearningRateMonitor, DivergenceGuard, ProgressLog, GracefulStop, cb.ModelCheckpoint} <= kinds
+    assert next(c for c in built[0].callbacks if isinstance(c, ProgressLog)).every_s == 5
+    checkpoint = next(c for c in built[0].callbacks if isinstance(c, cb.ModelCheckpoint))
+    assert checkpoint.dirpath == str(tmp_path / "checkpoints") and (tmp_path / "checkpoints" / "last.ckpt").exists()
+    assert r["config"]["callbacks"]["lr_monitor"]["_target_"].endswith("LearningRateMonitor")
+    assert "lr-AdamW" in (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]

@@ -92,3 +92,23 @@ def test_cli_bad_trainer_value_exits_nonzero_with_one_line(tmp_path):
     assert out.stderr.strip().splitlines() == [
         "error: trainer: `max_steps` must be a non-negative integer or -1 (infinite steps). You passed in -5."]
     assert not (tmp_path / "results.json").exists()
+
+
+def test_results_file_is_refused_with_one_line_and_nothing_written(tmp_path):
+    out = run_cli("results_file=x.json", f"hydra.run.dir={tmp_path / 'run'}")
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("error: results_file is no longer configurable: results are always "
+                                  "<run_dir>/results.json")
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="results_file is no longer configurable"):
+        validate(compose("results_file=results.json"))
+
+
+def test_callbacks_group_composes_defaults_and_added_callbacks():
+    cfg = compose("callbacks=with_early_stopping", "+callbacks.lr_monitor._target_="
+                  "lightning.pytorch.callbacks.LearningRateMonitor", "optim.divergence_patience=3")
+    spec = validate(cfg)
+    assert list(spec.callbacks) == ["divergence_guard", "progress_log", "model_checkpoint", "early_stopping",
+                                    "lr_monitor"]
+    assert spec.callbacks["divergence_guard"]["patience"] == 3  # the run's own keys still set them
+    assert spec.callbacks["early_stopping"]["monitor"] == "val/loss"
