@@ -217,7 +217,8 @@ class GracefulStop(L.Callback):
         step's train row is logged first (Lightning logs it after on_train_batch_end, where we stopped; the resumed
         run starts at the next step), so the rows of the two segments join without a gap."""
         if isinstance(exception, (Interrupted, SIGTERMException)) and trainer.state.fn == "fit":
-            if trainer.training:
+            if trainer.training and isinstance(trainer._logger_connector._first_loop_iter, bool):
+                # inside a train step (its row not logged yet); at an epoch's end Lightning has logged it already
                 trainer._logger_connector.update_train_step_metrics()
             trainer.save_checkpoint(self.checkpoint)
 

@@ -30,6 +30,7 @@ from .errors import ConfigError, Diverged, Interrupted
 from .record import Configured, Produced, make_record
 from .results import write_results
 from .run_dir import LAST_CHECKPOINT, RunDir
+from .speed.deploy import run_ct2
 from .speed.inference import inference_report
 from .speed.runtime import compile_model, set_threads, warn_if_slow_bf16
 from .tasks.translation import attention_examples, attention_for_sentences, write_hypotheses
@@ -71,6 +72,8 @@ def train(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
         mark(rd, trainer, "inference")
         with timed(wall, "bench"):
             inference = inference_report(module, spec.bench)
+            if spec.bench.ct2:  # the model exported to CTranslate2, timed beside ours (src/speed/deploy.py)
+                inference["decode"].update(run_ct2(module, spec.bench, inference["decode"]))
         stop.check()
         mark(rd, trainer, "results")
         heatmap = save_artifacts(module, spec, rd.path) if trainer.is_global_zero else None  # DDP: rank 0 writes

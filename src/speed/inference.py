@@ -97,12 +97,6 @@ def inference_speed(module, bench, decode=None) -> dict:
 
 def inference_report(module, bench) -> dict[str, dict]:
     """Speed of each decoding the task scores (`module.decode_variants`): "decode" is the configured one;
-    a multi-pass NAR model also gets "decode_pass1". With `bench.ct2`, "decode" also holds the model exported to
-    CTranslate2, timed on the same test batches in fixed mode: "ct2_float32", "ct2_int8", … (src/speed/deploy.py)."""
-    report = {"decode" + (f"_{name.rstrip('/')}" if name else ""): inference_speed(module, bench, decode)
-              for name, decode in module.decode_variants.items()}
-    if getattr(bench, "ct2", False):
-        from .deploy import run_ct2
-
-        report["decode"].update(run_ct2(module, bench, report["decode"]))
-    return report
+    a multi-pass NAR model also gets "decode_pass1". (`bench.ct2`: src/speed/deploy.py adds CTranslate2's rows.)"""
+    return {"decode" + (f"_{name.rstrip('/')}" if name else ""): inference_speed(module, bench, decode)
+            for name, decode in module.decode_variants.items()}
