@@ -139,6 +139,8 @@ def write_fixture(path: Path = FIXTURE) -> None:
         for case in all_cases:
             keys = {}
             for node, value in snapshot(composer(*case), nodes).items():
+                if node == "task":  # task.train_steps is new in the task group; the test checks it on its own
+                    value.pop("train_steps", None)
                 key = node + ":" + hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:8]
                 values[key] = value
                 keys[node] = key
