@@ -194,7 +194,8 @@ def _interrupted_run(cluster, tmp_path, interrupt, when):
     def ready():
         if when == "training":
             return list(tmp_path.glob("*/checkpoints/*.ckpt"))
-        return any("test/loss" in p.read_text().splitlines()[0] for p in tmp_path.glob("*/csv/metrics.csv"))
+        # the header line names test/loss once the test row is written (the file may be empty while it is created)
+        return any("test/loss" in (p.read_text().splitlines() or [""])[0] for p in tmp_path.glob("*/csv/metrics.csv"))
 
     deadline = time.time() + 180
     while not ready():
