@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import sys
-from itertools import islice
-
 import torch
 
 from .config import ConfigError
 from .models.vocab import BOS
-from .trained import cli, finished_record, load_run, parse_cli
+from .trained import cli, finished_record, load_run, parse_cli, stream_lines
 
 
 def main(argv: list[str], stdin=None, stdout=None) -> int:
@@ -30,20 +28,18 @@ def main(argv: list[str], stdin=None, stdout=None) -> int:
     run = load_run(options.run_dir, overrides, options.predict.device)
     size = 1 if stdin.isatty() else max(1, int(options.predict.batch_size))
     warned = False
-    while lines := list(islice(stdin, size)):
-        lines = [line.rstrip("\r\n") for line in lines]
-        rows = [i for i, line in enumerate(lines) if line.strip()]
-        ids, long = run.encode([lines[i] for i in rows], keep="last" if task == "lm" else "first")
+
+    def handle(texts, _line_numbers):
+        nonlocal warned
+        ids, long = run.encode(texts, keep="last" if task == "lm" else "first")
         if long and not warned:
             print(f"warning: an input is longer than data.max_length={run.spec.data.max_length} tokens: "
                   f"{'its last' if task == 'lm' else 'its first'} {run.spec.data.max_length} are used "
                   "(not reported again)", file=sys.stderr)
             warned = True
-        out = [""] * len(lines)
-        for i, text in zip(rows, predict(run, ids, int(options.predict.max_new_tokens)) if rows else []):
-            out[i] = text
-        stdout.write("".join(o + "\n" for o in out))
-        stdout.flush()
+        return predict(run, ids, int(options.predict.max_new_tokens))
+
+    stream_lines(stdin, stdout, size, handle)
     return 0
 
 

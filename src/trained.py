@@ -172,6 +172,25 @@ def _leaf_keys(node, prefix=""):
             yield f"{prefix}{k}"
 
 
+def stream_lines(stdin, stdout, size: int, handle) -> None:
+    """src.translate / src.predict: read stdin `size` lines at a time and write one output line per input line, in
+    order; blank lines give blank lines without running the model. `handle(texts, line_numbers)` maps the non-blank
+    lines (and their 1-based line numbers) to their outputs."""
+    from itertools import islice
+
+    line_no = 0
+    while lines := list(islice(stdin, size)):
+        lines = [line.rstrip("\r\n") for line in lines]
+        rows = [i for i, line in enumerate(lines) if line.strip()]
+        out = [""] * len(lines)
+        if rows:
+            for i, text in zip(rows, handle([lines[i] for i in rows], [line_no + i + 1 for i in rows])):
+                out[i] = text
+        stdout.write("".join(o + "\n" for o in out))
+        stdout.flush()
+        line_no += len(lines)
+
+
 def cli(main, argv: list[str] | None = None) -> None:
     """Run a tool's `main(argv)`; bad input is one `error: …` line on stderr and exit code 2."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)

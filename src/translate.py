@@ -15,10 +15,8 @@ the cross-attention of exactly those sentences into `attention.out` (default att
 from __future__ import annotations
 
 import sys
-from itertools import islice
-
 from .config import ConfigError
-from .trained import cli, finished_record, load_run, parse_cli
+from .trained import cli, finished_record, load_run, parse_cli, stream_lines
 
 
 def main(argv: list[str], stdin=None, stdout=None) -> int:
@@ -41,23 +39,19 @@ def main(argv: list[str], stdin=None, stdout=None) -> int:
         if drawn:
             print(f"attention: {options.attention.out} ({len(drawn)} sentences)", file=sys.stderr)
     size = 1 if stdin.isatty() else max(1, int(options.translate.batch_size))
-    warned, line_no = False, 0
-    while lines := list(islice(stdin, size)):
-        lines = [line.rstrip("\r\n") for line in lines]
-        rows = [i for i, line in enumerate(lines) if line.strip()]
-        texts = [lines[i] for i in rows]
+    warned = False
+
+    def handle(texts, line_numbers):
+        nonlocal warned
         _, long = run.encode(texts)
         if long and not warned:
-            print(f"warning: line {line_no + rows[long[0]] + 1} is longer than data.max_length="
+            print(f"warning: line {line_numbers[long[0]]} is longer than data.max_length="
                   f"{run.spec.data.max_length} tokens: translated from its first {run.spec.data.max_length} "
                   "(so is any later one; not reported again)", file=sys.stderr)
             warned = True
-        out = [""] * len(lines)
-        for i, hyps in zip(rows, run.translate(texts, batch_size=size, nbest=nbest)):
-            out[i] = "\t".join(hyps)
-        stdout.write("".join(o + "\n" for o in out))
-        stdout.flush()
-        line_no += len(lines)
+        return ["\t".join(hyps) for hyps in run.translate(texts, batch_size=size, nbest=nbest)]
+
+    stream_lines(stdin, stdout, size, handle)
     return 0
 
 
