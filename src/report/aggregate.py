@@ -1,6 +1,17 @@
 """Aggregate finished members into one row per configuration: mean ± sample std (n-1) over seeds, and the seed count.
 
-A configuration is (arch, task, data, size, device/GPU type, decode); `seed` is the only thing averaged over.
+A configuration is the run's resolved config (results.json "config") plus its device (GPU type or device string),
+minus the seed and minus the keys that do not change the experiment (`IGNORED`, by dotted prefix): where files go
+(data.root, data.cache_dir, results_file), the logger, hydra/launcher and gpu (the SLURM request; the device
+column holds what ran), threads, progress and checkpoint frequency (progress_every_s, checkpoint_every_n_steps,
+callbacks.progress_log, the checkpoint callback's save frequency/dir), the inference bench's settings (bench.*:
+how speed is timed, not what is trained), attention drawing, printed samples, Lightning's console settings
+(log_every_n_steps, enable_model_summary, enable_progress_bar, num_sanity_val_steps); data.seed when it follows
+the run's seed in every run of the report (data.seed=${seed}: varied with the seed, so counted as the seed). Everything else -- optim.lr,
+trainer.max_steps, data.vocab_size, size.d_model, decode.* ... -- makes another configuration. Records without a
+"config" (old schema, W&B) fall back to (arch, task, data, size, device, decode, arch params).
+Each row is labelled by the config keys that tell the rows apart (`labels`): group names first (arch=encdec,
+size=small, decode=beam), then other keys in order, each kept only if it separates rows the earlier ones do not.
 Also: the AR/NAR latency crossover over batch sizes, and sacreBLEU per source-length bucket (Bahdanau et al. 2015,
 "Neural Machine Translation by Jointly Learning to Align and Translate", Fig. 2)."""
 from __future__ import annotations
@@ -11,6 +22,13 @@ from collections import defaultdict
 from ..config import ConfigError
 
 KEYS = ("arch", "task", "data", "size", "device", "decode", "arch_params")
+IGNORED = ("seed", "logger", "hydra", "gpu", "threads", "samples", "attention", "bench", "results_file",
+           "progress_every_s", "checkpoint_every_n_steps", "data.root", "data.cache_dir", "callbacks.progress_log",
+           "callbacks.model_checkpoint.every_n_train_steps", "callbacks.model_checkpoint.dirpath",
+           "callbacks.model_checkpoint.enable_version_counter", "trainer.log_every_n_steps",
+           "trainer.enable_model_summary", "trainer.enable_progress_bar", "trainer.num_sanity_val_steps")
+NAMES = {"arch.name": "arch", "task.name": "task", "data.name": "data", "size.name": "size",
+         "decode.method": "decode"}  # a group's name key, written "arch=encdec" in labels and --baseline
 
 
 def get_in(d, *path):
@@ -37,6 +55,105 @@ def config_of(record: dict) -> dict:
             "arch_params": decode_label({"method": "", **(get_in(record, "config", "arch", "params") or {})}).strip("()")}
 
 
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{"optim": {"lr": 1e-3}} -> {"optim.lr": 1e-3}; lists kept whole (as JSON-like text, hashable)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{key}."))
+        else:
+            out[key] = str(v) if isinstance(v, (list, dict)) else v
+    return out
+
+
+def identity(record: dict, data_seed_is_seed: bool = False) -> dict:
+    """The configuration a record belongs to: {dotted config key: value} (module docstring)."""
+    config = record.get("config")
+    device = get_in(record, "cluster", "gpu_type") or record.get("device") or "?"
+    if not isinstance(config, dict):
+        c = config_of(record)
+        return {"arch.name": c["arch"], "task.name": c["task"], "data.name": c["data"], "size.name": c["size"],
+                "decode": c["decode"], "arch.params": c["arch_params"], "device": device}
+    flat = flatten(config)
+    drop = lambda k: any(k == p or k.startswith(p + ".") for p in IGNORED)  # noqa: E731
+    out = {k: v for k, v in flat.items() if not drop(k)}
+    if data_seed_is_seed:
+        out.pop("data.seed", None)
+    return {**out, "device": device}
+
+
+def _frozen(ident: dict) -> tuple:
+    return tuple(sorted((k, repr(v)) for k, v in ident.items()))
+
+
+def _short(key: str) -> str:
+    return NAMES.get(key, key)
+
+
+def labels(identities: list[dict]) -> list[str]:
+    """The shortest readable label of each configuration: "KEY=VALUE ..." over the keys chosen greedily (group
+    names first, then the rest sorted) that tell the configurations apart; "" for a single configuration."""
+    keys = sorted({k for d in identities for k in d}, key=lambda k: (k not in NAMES, k))
+    differing = [k for k in keys if len({repr(d.get(k)) for d in identities}) > 1]
+    chosen: list[str] = []
+    same = lambda ks: len({tuple(repr(d.get(k)) for k in ks) for d in identities})  # noqa: E731
+    for k in differing:
+        if same(chosen + [k]) > same(chosen):
+            chosen.append(k)
+    return [" ".join(f"{_short(k)}={d.get(k)}" for k in chosen) for d in identities]
+
+
+def group(records: list[dict]) -> list[tuple[str, dict, list[dict]]]:
+    """[(label, identity, member records)], one per configuration, in first-seen order."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    idents: dict[tuple, dict] = {}
+    configured = [r for r in records if isinstance(r.get("config"), dict)]
+    follows = (len({r.get("seed") for r in configured}) > 1
+               and all(get_in(r, "config", "data", "seed") == r.get("seed") for r in configured))
+    for r in records:
+        ident = identity(r, follows)
+        groups[_frozen(ident)].append(r)
+        idents.setdefault(_frozen(ident), ident)
+    keys = list(groups)
+    return list(zip(labels([idents[k] for k in keys]), [idents[k] for k in keys], [groups[k] for k in keys]))
+
+
+def select(configs: list[tuple[str, dict, list]], specs: list[str]) -> str:
+    """The label of the one configuration that `--baseline KEY=VALUE ...` names (KEY: a dotted config key, or a
+    group name: arch, task, data, size, decode); ConfigError naming the valid choices otherwise."""
+    chosen = list(configs)
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--baseline {spec!r}: expected KEY=VALUE, e.g. arch=encdec")
+        key = {v: k for k, v in NAMES.items()}.get(key, key)
+        if not any(key in ident for _, ident, _ in configs):
+            valid = sorted({_short(k) for lab in (c[0] for c in configs) for k in [p.split("=")[0] for p in lab.split()]}
+                           | set(NAMES.values()))
+            raise ConfigError(f"--baseline {spec}: {_short(key)} is not a configuration key; choose one of: "
+                              f"{', '.join(valid)} (or any dotted config key)")
+        match = [c for c in chosen if _same(c[1].get(key), value)]
+        if not match:
+            values = sorted({str(c[1].get(key)) for c in chosen})
+            raise ConfigError(f"--baseline {spec}: no configuration has {_short(key)}={value}; choose one of: "
+                              f"{', '.join(values)}")
+        chosen = match
+    if len(chosen) > 1:
+        raise ConfigError(f"--baseline {' '.join(specs)} matches {len(chosen)} configurations "
+                          f"({'; '.join(c[0] for c in chosen)}): add a KEY=VALUE that tells them apart")
+    return chosen[0][0]
+
+
+def _same(value, text: str) -> bool:
+    if str(value) == text:
+        return True
+    try:
+        return float(value) == float(text)
+    except (TypeError, ValueError):
+        return False
+
+
 def mean_std(values) -> tuple[float | None, float | None, int]:
     """(mean, sample standard deviation with n-1, n) of the non-missing values; std is None below 2 values."""
     xs = [float(v) for v in values if isinstance(v, (int, float))]
@@ -50,25 +167,61 @@ def measures(record: dict, metric: str | None = None) -> dict:
     tokens/s, inference per decoding, and the headline metric of each evaluation (`eval:<name>`, src/eval.py)."""
     headline = metric or record.get("headline_metric")
     out = {"metric": get_in(record, "metrics", headline) if headline else None,
-           "params": record.get("params"), "train_tokens_per_s": get_in(record, "train", "tokens_per_s")}
+           "params": record.get("params"), "flops_per_token": get_in(record, "train", "flops_per_token"),
+           "train_tokens_per_s": get_in(record, "train", "tokens_per_s")}
     for variant, d in (record.get("inference") or {}).items():
         if isinstance(d, dict):
             out[f"{variant}/latency_ms"] = d.get("latency_ms_batch1")
             out[f"{variant}/tokens_per_s"] = d.get("throughput_tokens_per_s")
+            out.update(ct2_measures(d, variant))
     for name, ev in (record.get("evals") or {}).items():  # python -m src.eval: the headline metric per test set
         out[f"eval:{name}"] = get_in(ev, "metrics", headline) if headline else None
     return out
 
 
+def _fixed(rows: list, batch_size: int | None = None) -> dict | None:
+    """The fixed-mode by_batch row at `batch_size` (None: the largest)."""
+    rows = sorted((r for r in rows or [] if isinstance(r, dict) and r.get("mode", "fixed") == "fixed"),
+                  key=lambda r: r.get("batch_size", 0))
+    if not rows:
+        return None
+    return rows[-1] if batch_size is None else next((r for r in rows if r.get("batch_size") == batch_size), None)
+
+
+def ct2_measures(decode: dict, variant: str = "decode") -> dict:
+    """A bench.ct2 run's CTranslate2 entries (src/speed/deploy.py `run_ct2`) beside ours, all in fixed mode (<eos>
+    banned, bench.fixed_tokens per sentence, the same test batches): <variant>/fixed_latency_ms (batch 1,
+    ms/sentence) and <variant>/fixed_tokens_per_s (the largest batch CT2 ran), and ct2_<q>/latency_ms,
+    ct2_<q>/tokens_per_s for each quantization. {} for a run without CT2 entries."""
+    engines = {k: v for k, v in decode.items() if k.startswith("ct2_") and isinstance(v, dict) and v.get("by_batch")}
+    if not engines:
+        return {}
+    out = {}
+    for name, entry in engines.items():
+        one, big = _fixed(entry["by_batch"], 1), _fixed(entry["by_batch"])
+        out[f"{name}/latency_ms"] = one and one.get("ms_per_sentence")
+        out[f"{name}/tokens_per_s"] = big and big.get("tokens_per_s")
+        ours_one, ours_big = _fixed(decode.get("by_batch"), 1), big and _fixed(decode.get("by_batch"), big["batch_size"])
+        out[f"{variant}/fixed_latency_ms"] = ours_one and ours_one.get("ms_per_sentence")
+        out[f"{variant}/fixed_tokens_per_s"] = ours_big and ours_big.get("tokens_per_s")
+    return out
+
+
+def latency_spread(record: dict, variant: str = "decode") -> float | None:
+    """The recorded spread ((max - min) / median of the repeats) of the batch-1 natural-mode row behind
+    latency_ms_batch1 (src/speed/inference.py), or None."""
+    rows = get_in(record, "inference", variant, "by_batch") or []
+    row = next((r for r in rows if isinstance(r, dict) and r.get("batch_size") == 1
+                and r.get("mode", "natural") == "natural"), None)
+    return row.get("spread") if row else None
+
+
 def aggregate(records: list[dict], metric: str | None = None) -> list[dict]:
-    """One row per configuration: the configuration keys, headline metric name (`metric`, default each run's own),
-    seeds, n, and <measure>_mean/_std."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in records:
-        groups[tuple(config_of(r).values())].append(r)
+    """One row per configuration (`group`): its label, the configuration keys, headline metric name (`metric`,
+    default each run's own), seeds, n, and <measure>_mean/_std."""
     rows = []
-    for key, members in groups.items():
-        row = dict(zip(KEYS, key))
+    for label, _, members in group(records):
+        row = {"label": label, **config_of(members[0])}
         row["headline"] = metric or members[0].get("headline_metric")
         row["seeds"] = sorted((m.get("seed") for m in members), key=str)
         row["n"] = len(members)
@@ -82,7 +235,7 @@ def aggregate(records: list[dict], metric: str | None = None) -> list[dict]:
             for r in rows:
                 if r["arch"] == arch:
                     r["arch"] = f"{arch}({r['arch_params']})"
-    return sorted(rows, key=lambda r: tuple(str(r[k]) for k in KEYS))
+    return sorted(rows, key=lambda r: tuple(str(r[k]) for k in (*KEYS, "label")))
 
 
 def crossover(batch_sizes, ar_latency, nar_latency) -> dict:
@@ -162,4 +315,100 @@ def bleu_by_length(hypotheses: list[dict], buckets, tokenize: str = "13a") -> di
                                            [[str(h.get("reference", "")) for h in sel]]).score
                 per[bucket_label((lo, hi))] = {"bleu": bleu, "n": len(sel)}
         out[variant] = per
+    return out
+
+
+def add_statistics(rows: list[dict], configs: list[tuple[str, dict, list[dict]]], run_dir, metric: str | None,
+                   baseline: str | None) -> dict:
+    """The statistics of src/report/stats.py added to `rows` (in place) and returned for the report:
+    per run its bootstrap CI (`runs`: the runs.csv rows), per configuration metric_ci_low/_high/_kind (the
+    t-interval over seeds for n >= 2, else the one run's bootstrap CI), and against `baseline` (a label)
+    delta_vs_baseline (+ _ci_low/_ci_high), p_vs_baseline, p_ar_vs_baseline (translation), p_mcnemar_vs_baseline
+    (classification); the comparisons in words, the quality and latency win matrices, the sacreBLEU signatures.
+    `run_dir(record)`: the record's run directory (None for a W&B member)."""
+    from . import stats
+
+    by_label = {r["label"]: r for r in rows}
+    examples: dict[str, dict] = {}  # label -> {seed: Examples}
+    runs, notes, signatures = [], [], set()
+    for label, _, members in configs:
+        row, examples[label] = by_label[label], {}
+        headline = metric or members[0].get("headline_metric")
+        for i, rec in enumerate(members):
+            ex = stats.load_examples(run_dir(rec), rec, headline)
+            low = high = None
+            if ex is not None:
+                key = rec.get("seed")
+                examples[label][key if key not in examples[label] else f"{key}#{i}"] = ex  # a repeated seed
+                low, high = stats.bootstrap_ci(ex)
+                recorded = get_in(rec, "metrics", headline)
+                if isinstance(recorded, (int, float)) and abs(ex.value() - recorded) > 1e-3 * max(1.0, abs(recorded)):
+                    notes.append(f"{row_name(row)} seed {rec.get('seed')}: {headline} recomputed from the per-example "
+                                 f"file is {ex.value():.4g}, results.json says {recorded:.4g}")
+            signatures.update((rec.get("metrics_signature") or {}).values())
+            run_name = str(run_dir(rec).name) if run_dir(rec) else "?"
+            runs.append({"label": label, "run": run_name, "seed": rec.get("seed"), **config_of(rec),
+                         "headline": headline, **_with_ci(measures(rec, metric), low, high)})
+        t = stats.t_interval(m.get("metrics", {}).get(headline) for m in members)
+        boot = [r for r in runs if r["label"] == label and r["metric_ci_low"] is not None]
+        if t["low"] is not None:
+            row.update(metric_ci_low=t["low"], metric_ci_high=t["high"], metric_ci_kind=f"t over {t['n']} seeds")
+        elif len(members) == 1 and boot:
+            row.update(metric_ci_low=boot[0]["metric_ci_low"], metric_ci_high=boot[0]["metric_ci_high"],
+                       metric_ci_kind="bootstrap over test examples")
+        else:
+            row.update(metric_ci_low=None, metric_ci_high=None, metric_ci_kind="")
+        if len(members) == 1:
+            notes.append(f"{row_name(row)}: n = 1: no interval over seeds" + (
+                "; its CI is the run's bootstrap CI over test examples" if boot else ""))
+        elif t["n"] == 2:
+            notes.append(f"{row_name(row)}: n = 2: the t-interval uses t(0.975, 1) = 12.7, so it is wide; "
+                         "n >= 3 seeds for a claim")
+        if not examples[label]:
+            notes.append(f"{row_name(row)}: no per-example predictions: no CI over test examples, no paired test")
+    metric_name = metric or (rows[0]["headline"] if rows else "")
+    claims = []
+    for row in rows:
+        row.update(delta_vs_baseline=None, delta_vs_baseline_ci_low=None, delta_vs_baseline_ci_high=None,
+                   p_vs_baseline=None, p_ar_vs_baseline=None, p_mcnemar_vs_baseline=None)
+        if baseline is None or row["label"] == baseline:
+            continue
+        base_row = by_label[baseline]
+        result = (stats.compare(examples[baseline], examples[row["label"]])
+                  if examples[baseline] and examples[row["label"]] and row["headline"] == base_row["headline"] else None)
+        if result is None:
+            claims.append(f"{row_name(row)} vs {row_name(base_row)}: no paired test (no per-example predictions in "
+                          "both, or not the same test set)")
+            continue
+        row.update(delta_vs_baseline=result["delta"], delta_vs_baseline_ci_low=result["ci"][0],
+                   delta_vs_baseline_ci_high=result["ci"][1], p_vs_baseline=result["p"],
+                   p_ar_vs_baseline=result.get("p_ar"), p_mcnemar_vs_baseline=result.get("p_mcnemar"))
+        claims.append(stats.claim(row_name(row), row_name(base_row), result, row["headline"]))
+        if result.get("signature"):
+            signatures.add(f"paired test: {result['signature']}")
+    names = {r["label"]: row_name(r) for r in rows}
+    quality = stats.quality_wins({names[k]: v for k, v in examples.items()}, metric_name) if len(rows) > 1 else {}
+    latency_in = {}
+    for label, _, members in configs:
+        timed = [m for m in members if get_in(m, "inference", "decode", "latency_ms_batch1") is not None]
+        latency_in[names[label]] = ([m["inference"]["decode"]["latency_ms_batch1"] for m in timed],
+                                    [latency_spread(m) for m in timed])
+    latency, spread_used = stats.latency_wins(latency_in) if len(rows) > 1 else ({}, True)
+    return {"runs": runs, "claims": claims, "quality": quality, "latency": latency, "spread_used": spread_used,
+            "names": [names[r["label"]] for r in rows], "notes": notes, "signatures": sorted(signatures),
+            "baseline": names.get(baseline) if baseline else None}
+
+
+def row_name(row: dict) -> str:
+    """How a row is named in sentences and matrices: its label, or its arch for a one-configuration report."""
+    return row.get("label") or str(row.get("arch"))
+
+
+def _with_ci(ms: dict, low, high) -> dict:
+    """The measures with metric_ci_low/_high right after the metric."""
+    out = {}
+    for k, v in ms.items():
+        out[k] = v
+        if k == "metric":
+            out.update(metric_ci_low=low, metric_ci_high=high)
     return out

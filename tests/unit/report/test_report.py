@@ -119,7 +119,7 @@ def test_metric_option_compares_on_another_metric(sweep, tmp_path):
     assert rows["encdec"]["headline"] == "test/bleu"
     assert float(rows["encdec"]["metric_mean"]) == pytest.approx(
         sum(r["metrics"]["test/bleu"] for r in records) / len(records), rel=1e-4)
-    header = next(line for line in (tmp_path / "r" / "report.md").read_text().splitlines() if line.startswith("| arch"))
+    header = next(line for line in (tmp_path / "r" / "report.md").read_text().splitlines() if line.startswith("| configuration"))
     assert "test/bleu" in header and "exact_match" not in header
     bad = report_cli(sweep["dir"], "--metric", "test/blue", "--out", tmp_path / "r2", tmp_home=tmp_path)
     assert bad.returncode == 2 and "test/blue" in bad.stderr and "test/bleu" in bad.stderr
