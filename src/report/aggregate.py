@@ -345,7 +345,7 @@ def add_statistics(rows: list[dict], configs: list[tuple[str, dict, list[dict]]]
                 if isinstance(recorded, (int, float)) and abs(ex.value() - recorded) > 1e-3 * max(1.0, abs(recorded)):
                     notes.append(f"{row_name(row)} seed {rec.get('seed')}: {headline} recomputed from the per-example "
                                  f"file is {ex.value():.4g}, results.json says {recorded:.4g}")
-            signatures.update((rec.get("metrics_signature") or {}).values())
+            signatures.update(f"{k}: {v}" for k, v in (rec.get("metrics_signature") or {}).items())
             run_name = str(run_dir(rec).name) if run_dir(rec) else "?"
             runs.append({"label": label, "run": run_name, "seed": rec.get("seed"), **config_of(rec),
                          "headline": headline, **_with_ci(measures(rec, metric), low, high)})

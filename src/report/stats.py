@@ -24,6 +24,8 @@ headline decoding, variant "decode" or "" before it was named).
   order). The test then asks "is A better than B on this test set, over these training seeds"; its interval
   resamples test examples, not seeds: the t-interval over seeds is the one that shows seed variance.
 - p-values are per comparison, not corrected for multiple comparisons; "significant" means p < `ALPHA` = 0.05.
+  Two runs with identical per-example scores get p = 1 (the bootstrap/AR formula's floor 1/(R+1) would call a
+  zero difference significant).
 """
 from __future__ import annotations
 
@@ -228,6 +230,8 @@ def paired_bootstrap(base: Examples, other: Examples, n_resamples: int = N_RESAM
     delta = other.value() - base.value()
     diffs = np.abs(o - b)
     p = (np.sum(diffs - diffs.mean() > abs(delta)) + 1) / (n_resamples + 1)
+    if not diffs.any() and delta == 0:  # identical on every resample: the formula's floor 1/(R+1) would say p<0.001
+        p = 1.0
     low, high = np.percentile(o - b, [2.5, 97.5])
     return {"delta": float(delta), "ci": (float(low), float(high)), "p": float(p)}
 
@@ -264,6 +268,8 @@ def compare(base: dict, other: dict, n_resamples: int = N_RESAMPLES) -> dict | N
         return None
     base, other = paired
     out = {**paired_bootstrap(base, other, n_resamples), "test": "paired bootstrap", "n": len(base.keys)}
+    if np.array_equal(base.stats, other.stats):  # the same per-example scores: no difference to test (sacreBLEU's
+        return {**out, "p": 1.0} | ({"p_ar": 1.0} if base.sacrebleu_metric is not None else {})  # floor, as above
     if base.sacrebleu_metric is not None:
         tests = sacrebleu_tests(base, other)
         out.update(p=tests["bs"], p_ar=tests["ar"], signature=tests["signature_bs"])

@@ -55,6 +55,8 @@ def _ci_decimals(low, high) -> int:
 def fmt_ci(low, high) -> str:
     if low is None or high is None:
         return "—"
+    if low == high:  # a constant metric: zero width
+        return f"{number(low)}–{number(high)}"
     d = _ci_decimals(low, high)
     return f"{low:,.{d}f}{'–' if low >= 0 else ' to '}{high:,.{d}f}"
 
@@ -72,9 +74,10 @@ def fmt_p(p) -> str:
 
 
 def table_columns(rows: list[dict]) -> list[str]:
-    measures = [m for m in TABLE_MEASURES] + sorted({k[:-5] for r in rows for k in r if k.endswith("_mean")
-                                                     and k[:-5] not in TABLE_MEASURES})
-    return measures
+    rest = {k[:-5] for r in rows for k in r if k.endswith("_mean") and k[:-5] not in TABLE_MEASURES}
+    # ours (natural mode), then ours in fixed mode beside CTranslate2's (bench.ct2), then evaluations
+    order = lambda m: (2 if m.startswith("ct2_") else 1 if "/fixed_" in m else 3 if m.startswith("eval:") else 0, m)  # noqa
+    return [*TABLE_MEASURES, *sorted(rest, key=order)]
 
 
 def cell(row: dict, measure: str) -> str:

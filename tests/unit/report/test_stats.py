@@ -235,3 +235,13 @@ def test_bad_baseline_is_one_line_exit_2(sweep, tmp_path):
         assert out.returncode == 2 and out.stderr.startswith("error: "), out.stderr
         assert len(out.stderr.strip().splitlines()) == 1 and all(w in out.stderr for w in words), out.stderr
     assert not (sweep / "report").exists()
+
+
+def test_identical_systems_are_not_significant(tmp_path):
+    refs = references(40)
+    hyps = noisy(refs, 0.3, 5)
+    a = stats.load_examples(tmp_path / "a", translation_run(tmp_path, "a", hyps, refs), None)
+    b = stats.load_examples(tmp_path / "b", translation_run(tmp_path, "b", hyps, refs), None)
+    got = stats.compare({0: a}, {0: b})
+    assert (got["delta"], got["p"], got["p_ar"]) == (0.0, 1.0, 1.0)
+    assert "not significant" in stats.claim("b", "a", got, "test/bleu")
