@@ -185,7 +185,7 @@ def resample_indices(n: int, n_resamples: int = N_RESAMPLES) -> np.ndarray:
 
 
 def _scores(ex: Examples, idx: np.ndarray) -> np.ndarray:
-    return np.array([ex.score(s.sum(0)) for s in ex.stats[idx]])
+    return np.array([ex.score(ex.stats[i].sum(0)) for i in idx])  # one resample at a time: memory stays O(n)
 
 
 def bootstrap_ci(ex: Examples, n_resamples: int = N_RESAMPLES) -> tuple[float, float]:

@@ -14,8 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..tasks.scoring import tokenize_of
-from .aggregate import (add_statistics, aggregate, bleu_by_length, by_batch_curve, config_of, crossover, get_in,
-                        group, row_name, select)
+from .aggregate import add_statistics, aggregate, bleu_by_length, by_batch_curve, crossover, row_name
+from .identity import config_of, get_in, group, select
 from .collect import Member, unreadable
 
 TABLE_MEASURES = ("metric", "params", "flops_per_token", "train_tokens_per_s")
@@ -76,7 +76,9 @@ def fmt_p(p) -> str:
 def table_columns(rows: list[dict]) -> list[str]:
     rest = {k[:-5] for r in rows for k in r if k.endswith("_mean") and k[:-5] not in TABLE_MEASURES}
     # ours (natural mode), then ours in fixed mode beside CTranslate2's (bench.ct2), then evaluations
-    order = lambda m: (2 if m.startswith("ct2_") else 1 if "/fixed_" in m else 3 if m.startswith("eval:") else 0, m)  # noqa
+    def order(m: str) -> tuple:
+        return (2 if m.startswith("ct2_") else 1 if "/fixed_" in m else 3 if m.startswith("eval:") else 0), m
+
     return [*TABLE_MEASURES, *sorted(rest, key=order)]
 
 

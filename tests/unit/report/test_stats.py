@@ -245,3 +245,34 @@ def test_identical_systems_are_not_significant(tmp_path):
     got = stats.compare({0: a}, {0: b})
     assert (got["delta"], got["p"], got["p_ar"]) == (0.0, 1.0, 1.0)
     assert "not significant" in stats.claim("b", "a", got, "test/bleu")
+
+
+def test_classification_report_against_a_baseline(tmp_path):
+    """Two classification configurations (differing only in optim.lr) with predictions.jsonl: the paired bootstrap
+    and McNemar's test against --baseline, in report.csv and in words."""
+    rng = random.Random(0)
+    labels = [rng.randint(0, 1) for _ in range(300)]
+    for lr, accuracy in ((1e-3, 0.9), (2e-3, 0.6)):
+        run = tmp_path / "sweep" / f"lr{lr}"
+        run.mkdir(parents=True)
+        preds = [y if rng.random() < accuracy else 1 - y for y in labels]
+        config = {**copy.deepcopy(CONFIG), "task": {"name": "classification", "metric": "test/accuracy"},
+                  "optim": {"lr": lr}}
+        (run / "results.json").write_text(json.dumps({
+            "arch": "encoder", "task": "classification", "data": "synthetic", "size": "tiny", "seed": 0,
+            "headline_metric": "test/accuracy", "config": config, "params": 1000,
+            "metrics": {"test/accuracy": sum(p == y for p, y in zip(preds, labels)) / len(labels)}}))
+        (run / "predictions.jsonl").write_text("".join(json.dumps({"id": i, "label": y, "prediction": p,
+                                                                   "probs": [0.5, 0.5]}) + "\n"
+                                                       for i, (p, y) in enumerate(zip(preds, labels))))
+    out = report_cli(tmp_path / "sweep", "--baseline", "optim.lr=0.002", "--no-wandb-log", tmp_home=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {r["label"]: r for r in csv.DictReader((tmp_path / "sweep" / "report" / "report.csv").open())}
+    assert set(rows) == {"optim.lr=0.001", "optim.lr=0.002"}
+    better = rows["optim.lr=0.001"]
+    assert float(better["p_vs_baseline"]) < 0.01 and float(better["p_mcnemar_vs_baseline"]) < 0.01
+    assert float(better["delta_vs_baseline"]) == pytest.approx(float(better["metric_mean"]) -
+                                                               float(rows["optim.lr=0.002"]["metric_mean"]))
+    assert better["metric_ci_kind"] == "bootstrap over test examples"
+    md = (tmp_path / "sweep" / "report" / "report.md").read_text()
+    assert "- optim.lr=0.001 > optim.lr=0.002 by 0." in md and "accuracy (95 % CI" in md and "McNemar p < 0.001" in md
