@@ -189,73 +189,85 @@ def add_statistics(rows: list[dict], configs: list[tuple[str, dict, list[dict]]]
 
     by_label = {r["label"]: r for r in rows}
     examples: dict[str, dict] = {}  # label -> {seed: Examples}
-    runs, notes, signatures = [], [], set()
+    out = {"runs": [], "notes": [], "signatures": set(), "claims": []}
     for label, _, members in configs:
-        row, examples[label] = by_label[label], {}
-        headline = metric or members[0].get("headline_metric")
-        for i, rec in enumerate(members):
-            ex = stats.load_examples(run_dir(rec), rec, headline)
-            low = high = None
-            if ex is not None:
-                key = rec.get("seed")
-                examples[label][key if key not in examples[label] else f"{key}#{i}"] = ex  # a repeated seed
-                low, high = stats.bootstrap_ci(ex)
-                recorded = get_in(rec, "metrics", headline)
-                if isinstance(recorded, (int, float)) and abs(ex.value() - recorded) > 1e-3 * max(1.0, abs(recorded)):
-                    notes.append(f"{row_name(row)} seed {rec.get('seed')}: {headline} recomputed from the per-example "
-                                 f"file is {ex.value():.4g}, results.json says {recorded:.4g}")
-            signatures.update(f"{k}: {v}" for k, v in (rec.get("metrics_signature") or {}).items())
-            run_name = str(run_dir(rec).name) if run_dir(rec) else "?"
-            runs.append({"label": label, "run": run_name, "seed": rec.get("seed"), **config_of(rec),
-                         "headline": headline, **_with_ci(measures(rec, metric), low, high)})
-        t = stats.t_interval(m.get("metrics", {}).get(headline) for m in members)
-        boot = [r for r in runs if r["label"] == label and r["metric_ci_low"] is not None]
-        if t["low"] is not None:
-            row.update(metric_ci_low=t["low"], metric_ci_high=t["high"], metric_ci_kind=f"t over {t['n']} seeds")
-        elif len(members) == 1 and boot:
-            row.update(metric_ci_low=boot[0]["metric_ci_low"], metric_ci_high=boot[0]["metric_ci_high"],
-                       metric_ci_kind="bootstrap over test examples")
-        else:
-            row.update(metric_ci_low=None, metric_ci_high=None, metric_ci_kind="")
-        if len(members) == 1:
-            notes.append(f"{row_name(row)}: n = 1: no interval over seeds" + (
-                "; its CI is the run's bootstrap CI over test examples" if boot else ""))
-        elif t["n"] == 2:
-            notes.append(f"{row_name(row)}: n = 2: the t-interval uses t(0.975, 1) = 12.7, so it is wide; "
-                         "n >= 3 seeds for a claim")
-        if not examples[label]:
-            notes.append(f"{row_name(row)}: no per-example predictions: no CI over test examples, no paired test")
-    metric_name = metric or (rows[0]["headline"] if rows else "")
-    claims = []
+        examples[label] = _run_statistics(by_label[label], members, run_dir, metric, out)
     for row in rows:
-        row.update(delta_vs_baseline=None, delta_vs_baseline_ci_low=None, delta_vs_baseline_ci_high=None,
-                   p_vs_baseline=None, p_ar_vs_baseline=None, p_mcnemar_vs_baseline=None)
-        if baseline is None or row["label"] == baseline:
-            continue
-        base_row = by_label[baseline]
-        both = examples[baseline] and examples[row["label"]] and row["headline"] == base_row["headline"]
-        result = stats.compare(examples[baseline], examples[row["label"]]) if both else None
-        if result is None:
-            claims.append(f"{row_name(row)} vs {row_name(base_row)}: no paired test (no per-example predictions in "
-                          "both, or not the same test set)")
-            continue
-        row.update(delta_vs_baseline=result["delta"], delta_vs_baseline_ci_low=result["ci"][0],
-                   delta_vs_baseline_ci_high=result["ci"][1], p_vs_baseline=result["p"],
-                   p_ar_vs_baseline=result.get("p_ar"), p_mcnemar_vs_baseline=result.get("p_mcnemar"))
-        claims.append(stats.claim(row_name(row), row_name(base_row), result, row["headline"]))
-        if result.get("signature"):
-            signatures.add(f"paired test: {result['signature']}")
+        row.update({k: None for k in BASELINE_COLUMNS})
+        if baseline is not None and row["label"] != baseline:
+            _vs_baseline(row, by_label[baseline], examples, out)
     names = {r["label"]: row_name(r) for r in rows}
-    quality = stats.quality_wins({names[k]: v for k, v in examples.items()}, metric_name) if len(rows) > 1 else {}
-    latency_in = {}
+    latency = {}
     for label, _, members in configs:
         timed = [m for m in members if get_in(m, "inference", "decode", "latency_ms_batch1") is not None]
-        latency_in[names[label]] = ([m["inference"]["decode"]["latency_ms_batch1"] for m in timed],
-                                    [latency_spread(m) for m in timed])
-    latency, spread_used = stats.latency_wins(latency_in) if len(rows) > 1 else ({}, True)
-    return {"runs": runs, "claims": claims, "quality": quality, "latency": latency, "spread_used": spread_used,
-            "names": [names[r["label"]] for r in rows], "notes": notes, "signatures": sorted(signatures),
+        latency[names[label]] = ([m["inference"]["decode"]["latency_ms_batch1"] for m in timed],
+                                 [latency_spread(m) for m in timed])
+    several = len(rows) > 1
+    out["quality"] = stats.quality_wins({names[k]: v for k, v in examples.items()}) if several else {}
+    out["latency"], out["spread_used"] = stats.latency_wins(latency) if several else ({}, True)
+    return {**out, "names": [names[r["label"]] for r in rows], "signatures": sorted(out["signatures"]),
             "baseline": names.get(baseline) if baseline else None}
+
+
+BASELINE_COLUMNS = ("delta_vs_baseline", "delta_vs_baseline_ci_low", "delta_vs_baseline_ci_high", "p_vs_baseline",
+                    "p_ar_vs_baseline", "p_mcnemar_vs_baseline")
+
+
+def _run_statistics(row: dict, members: list[dict], run_dir, metric: str | None, out: dict) -> dict:
+    """One configuration: each run's bootstrap CI (a runs.csv row in out["runs"]), the row's metric_ci_*;
+    returns {seed: Examples} of the runs that have per-example files."""
+    from . import stats
+
+    headline, examples, boot = metric or members[0].get("headline_metric"), {}, []
+    for i, rec in enumerate(members):
+        ex, low, high = stats.load_examples(run_dir(rec), rec, headline), None, None
+        if ex is not None:
+            key = rec.get("seed")
+            examples[key if key not in examples else f"{key}#{i}"] = ex  # a repeated seed stays a run of its own
+            low, high = stats.bootstrap_ci(ex)
+            boot.append((low, high))
+            recorded = get_in(rec, "metrics", headline)
+            if isinstance(recorded, (int, float)) and abs(ex.value() - recorded) > 1e-3 * max(1.0, abs(recorded)):
+                out["notes"].append(f"{row_name(row)} seed {rec.get('seed')}: {headline} recomputed from the "
+                                    f"per-example file is {ex.value():.4g}, results.json says {recorded:.4g}")
+        out["signatures"].update(f"{k}: {v}" for k, v in (rec.get("metrics_signature") or {}).items())
+        out["runs"].append({"label": row["label"], "run": run_dir(rec).name if run_dir(rec) else "?",
+                            "seed": rec.get("seed"), **config_of(rec), "headline": headline,
+                            **_with_ci(measures(rec, metric), low, high)})
+    t = stats.t_interval(get_in(m, "metrics", headline) for m in members)
+    if t["low"] is not None:
+        row.update(metric_ci_low=t["low"], metric_ci_high=t["high"], metric_ci_kind=f"t over {t['n']} seeds")
+    elif len(members) == 1 and boot:
+        row.update(metric_ci_low=boot[0][0], metric_ci_high=boot[0][1], metric_ci_kind="bootstrap over test examples")
+    else:
+        row.update(metric_ci_low=None, metric_ci_high=None, metric_ci_kind="")
+    if len(members) == 1:
+        out["notes"].append(f"{row_name(row)}: n = 1: no interval over seeds" + (
+            "; its CI is the run's bootstrap CI over test examples" if boot else ""))
+    elif t["n"] == 2:
+        out["notes"].append(f"{row_name(row)}: n = 2: the t-interval uses t(0.975, 1) = 12.7, so it is wide; "
+                            "n >= 3 seeds for a claim")
+    if not examples:
+        out["notes"].append(f"{row_name(row)}: no per-example predictions: no CI over test examples, no paired test")
+    return examples
+
+
+def _vs_baseline(row: dict, base_row: dict, examples: dict, out: dict) -> None:
+    """The row's paired test against the baseline row: its BASELINE_COLUMNS and a sentence in out["claims"]."""
+    from . import stats
+
+    runs, base = examples[row["label"]], examples[base_row["label"]]
+    result = stats.compare(base, runs) if runs and base and row["headline"] == base_row["headline"] else None
+    if result is None:
+        out["claims"].append(f"{row_name(row)} vs {row_name(base_row)}: no paired test (no per-example "
+                             "predictions in both, or not the same test set)")
+        return
+    row.update(delta_vs_baseline=result["delta"], delta_vs_baseline_ci_low=result["ci"][0],
+               delta_vs_baseline_ci_high=result["ci"][1], p_vs_baseline=result["p"],
+               p_ar_vs_baseline=result.get("p_ar"), p_mcnemar_vs_baseline=result.get("p_mcnemar"))
+    out["claims"].append(stats.claim(row_name(row), row_name(base_row), result, row["headline"]))
+    if result.get("signature"):
+        out["signatures"].add(f"paired test: {result['signature']}")
 
 
 def row_name(row: dict) -> str:

@@ -309,7 +309,7 @@ def claim(label: str, base_label: str, result: dict, metric: str) -> str:
             f"(95 % CI {f(low)}{'–' if low >= 0 else ' to '}{f(high)}, {result['test']} {p_text(p)}{extra})")
 
 
-def quality_wins(runs: dict[str, dict], metric: str) -> dict[tuple[str, str], str]:
+def quality_wins(runs: dict[str, dict]) -> dict[tuple[str, str], str]:
     """{(row, column): "win" | "loss" | "tie" | "n/a"}: the row configuration significantly better / worse than the
     column one (paired bootstrap on pooled examples, `pool_pair`, p < ALPHA), not significant, or not comparable
     (no per-example file, another test set). `runs`: {label: {seed: Examples}}."""
@@ -325,7 +325,7 @@ def quality_wins(runs: dict[str, dict], metric: str) -> dict[tuple[str, str], st
             if r["p"] >= ALPHA or r["delta"] == 0:
                 out[a, b] = out[b, a] = "tie"
             else:
-                a_better = (r["delta"] > 0) == higher_is_better(metric)
+                a_better = (r["delta"] > 0) == higher_is_better(paired[0].metric)
                 out[a, b], out[b, a] = ("win", "loss") if a_better else ("loss", "win")
     return out
 

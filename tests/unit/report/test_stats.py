@@ -153,6 +153,7 @@ def test_lm_and_classification_paired_bootstrap(tmp_path):
     r = stats.compare({0: a}, {0: b})
     assert r["delta"] > 0 and r["p"] < 0.01  # b's perplexity is higher: worse
     assert stats.claim("b", "a", r, "test/perplexity").startswith("a < b by ")
+    assert stats.quality_wins({"a": {0: a}, "b": {0: b}}) == {("a", "b"): "win", ("b", "a"): "loss"}  # lower wins
     correct = np.arange(100) < 80  # base right on 80; other right on those 80 minus 10, plus 2 others
     other = correct.copy()
     other[:10], other[80:82] = False, True
