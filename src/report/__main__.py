@@ -1,4 +1,5 @@
-"""`python -m src.report <sweep dir | run dirs ...> [--out DIR]`: compare a sweep's runs (see src/report/write.py)."""
+"""`python -m src.report <sweep dir | run dirs ...> [--baseline KEY=VALUE ...] [--out DIR]`: compare a sweep's runs
+(see src/report/write.py; statistics: src/report/stats.py)."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="*", type=Path, help="sweep dirs (multirun/<date>/<time>) or run dirs")
     parser.add_argument("--out", type=Path, help="where to write (default <sweep dir>/report)")
     parser.add_argument("--metric", help="the headline metric to compare on, e.g. test/bleu (default: each run's own)")
+    parser.add_argument("--baseline", nargs="+", action="extend", metavar="KEY=VALUE",
+                        help="the configuration the others are tested against, e.g. arch=encdec (config keys: "
+                             "arch, size, decode, optim.lr ...; several to name one configuration; after the paths)")
     parser.add_argument("--buckets", default="0-10,10-20,20-30,30+", help="source-length buckets in words")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="collect the runs of a W&B project (needs login)")
     parser.add_argument("--group", help="the W&B group to collect / to log the report run into")
@@ -49,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         known = {k for m in members for k in (m.record or {}).get("metrics", {})}
         if args.metric and args.metric not in known:
             raise ConfigError(f"--metric {args.metric} is in no run's metrics; choose one of: {', '.join(sorted(known))}")
-        result = write_report(members, out, buckets, args.metric)
+        result = write_report(members, out, buckets, args.metric, args.baseline)
     except ConfigError as e:
         print_error(str(e))
         return 2

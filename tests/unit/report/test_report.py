@@ -119,7 +119,7 @@ def test_metric_option_compares_on_another_metric(sweep, tmp_path):
     assert rows["encdec"]["headline"] == "test/bleu"
     assert float(rows["encdec"]["metric_mean"]) == pytest.approx(
         sum(r["metrics"]["test/bleu"] for r in records) / len(records), rel=1e-4)
-    header = next(line for line in (tmp_path / "r" / "report.md").read_text().splitlines() if line.startswith("| arch"))
+    header = next(line for line in (tmp_path / "r" / "report.md").read_text().splitlines() if line.startswith("| configuration"))
     assert "test/bleu" in header and "exact_match" not in header
     bad = report_cli(sweep["dir"], "--metric", "test/blue", "--out", tmp_path / "r2", tmp_home=tmp_path)
     assert bad.returncode == 2 and "test/blue" in bad.stderr and "test/bleu" in bad.stderr
@@ -188,3 +188,20 @@ def test_crossover_finder():
     assert crossover(sizes, [10] * 4, [1, 2, 3, 4])["status"] == "nar_always_wins"
     assert crossover([32, 1, 8], [10, 10, 10], [12, 2, 6])["first_loss"] == 32  # order of the input does not matter
     assert crossover([], [], [])["status"] == "no_data"
+
+
+def test_baseline_on_a_real_sweep(sweep, tmp_path):
+    """--baseline arch=encdec on real run dirs: a paired test per other configuration, runs.csv one row per member."""
+    out = report_cli(sweep["dir"], "--baseline", "arch=encdec", "--out", tmp_path / "b", "--no-wandb-log",
+                     tmp_home=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {r["label"]: r for r in csv.DictReader((tmp_path / "b" / "report.csv").open())}
+    assert set(rows) == {f"arch={a}" for a in ARCHS}
+    assert rows["arch=encdec"]["p_vs_baseline"] == ""
+    assert all(0 < float(rows[f"arch={a}"]["p_vs_baseline"]) <= 1 for a in ("nar", "rnn_attn"))
+    runs = list(csv.DictReader((tmp_path / "b" / "runs.csv").open()))
+    assert sorted((r["label"], r["seed"]) for r in runs) == sorted((f"arch={a}", s) for a in ARCHS for s in "01")
+    md = (tmp_path / "b" / "report.md").read_text()
+    claims = [line for line in md.splitlines() if line.startswith("- arch=") and "paired bootstrap p" in line]
+    assert len(claims) == 2 and all("arch=encdec" in c for c in claims)
+    assert "## Win matrix: quality" in md and "## Win matrix: batch-1 latency" in md
