@@ -86,7 +86,8 @@ class OptunaSweeper(Sweeper):
         for o in parser.parse_overrides([f"{k}={v}" for k, v in self.conf["search_space"].items()] + arguments):
             if o.is_sweep_override():
                 space[o.get_key_element()] = distribution(o)
-            else:
+            else:  # a value given on the command line is not searched (optim.warmup_steps=0)
+                space.pop(o.get_key_element(), None)
                 fixed.append(o.input_line)
         if not space:
             refuse("hparams_search: hydra.sweeper.search_space is empty; e.g. optim.lr='tag(log, interval(1e-4, 3e-3))'")
