@@ -104,6 +104,10 @@ class OptunaSweeper(Sweeper):
 
         space, fixed = self._space(arguments)
         metric, mode = val_metric(self.config)
+        if OmegaConf.select(self.config, "hydra.launcher.wait") is False:
+            from src.errors import refuse
+
+            refuse("hparams_search needs each trial's value: hydra.launcher.wait=false returns before they run")
         if metric == "val/bleu" and OmegaConf.select(self.config, "task.module.val_bleu") is False:
             from src.errors import refuse
 

@@ -77,6 +77,15 @@ def test_a_diverged_trial_is_a_failed_trial_and_the_study_goes_on(tmp_path):
             assert json.loads((Path(t["run_dir"]) / "status.json").read_text())["state"] == "diverged"
 
 
+def test_a_diverged_error_survives_pickling_as_a_slurm_members_failed_return_carries_it():
+    import pickle
+
+    from src.errors import Diverged
+
+    back = pickle.loads(pickle.dumps(Diverged(7, float("nan"))))
+    assert isinstance(back, Diverged) and back.step == 7 and "diverged at step 7" in str(back)
+
+
 def test_a_translation_tuning_without_validation_bleu_is_refused_in_one_line(tmp_path):
     out = run_cli("-m", "hparams_search=lr_warmup", "task=translation", "task.module.val_bleu=false",
                   f"hydra.sweep.dir={tmp_path / 'tune'}")
