@@ -1,6 +1,7 @@
 """Per-arch tuning (issue 17): `-m hparams_search=lr_warmup` picks lr / warm-up on the *validation* metric
 (hydra_plugins/archbench_optuna, src/objective.py), a diverged trial fails without ending the study, a re-run
 resumes, and `python -m src.study` runs the final comparison with each arch's own tuned settings."""
+import importlib.util
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import yaml
 from src.objective import best_of, objective, val_metric
 from tests.conftest import compose, run_cli
 
-pytest.importorskip("optuna")
+needs_optuna = pytest.mark.skipif(importlib.util.find_spec("optuna") is None, reason="pip install -e '.[tune]'")
 
 # a few steps on a few examples, with inference timing cut to one sentence (it dominates a tiny run)
 FAST = ("size=tiny", "debug=fast", "logger=csv", "bench.batch_sizes=[1]", "bench.latency_sentences=1",
@@ -38,6 +39,7 @@ def test_the_objective_is_the_recorded_validation_best_else_the_best_of_history_
 
 
 @pytest.mark.slow
+@needs_optuna
 def test_a_tuning_sweep_picks_the_best_validation_value_and_a_rerun_resumes(tmp_path):
     sweep_dir = tmp_path / "tune"
     out, found = tune(sweep_dir, *LM)
@@ -63,6 +65,7 @@ def test_a_tuning_sweep_picks_the_best_validation_value_and_a_rerun_resumes(tmp_
 
 
 @pytest.mark.slow
+@needs_optuna
 def test_a_diverged_trial_is_a_failed_trial_and_the_study_goes_on(tmp_path):
     # TPE seed 0 draws lr 1e6, 1e-3, 1e6 as its 3 random start-up trials: two diverge at once, one learns
     out, found = tune(tmp_path / "tune", *LM, "optim.lr=choice(0.001,1000000.0)", "optim.warmup_steps=0",
@@ -86,6 +89,7 @@ def test_a_diverged_error_survives_pickling_as_a_slurm_members_failed_return_car
     assert isinstance(back, Diverged) and back.step == 7 and "diverged at step 7" in str(back)
 
 
+@needs_optuna
 def test_a_translation_tuning_without_validation_bleu_is_refused_in_one_line(tmp_path):
     out = run_cli("-m", "hparams_search=lr_warmup", "task=translation", "task.module.val_bleu=false",
                   f"hydra.sweep.dir={tmp_path / 'tune'}")
@@ -99,6 +103,7 @@ def test_a_bad_study_setting_is_refused_in_one_line():
 
 
 @pytest.mark.slow
+@needs_optuna
 def test_the_study_tunes_each_arch_and_runs_its_final_seeds_with_its_own_best_settings(tmp_path):
     root = tmp_path / "study"
     args = ("task=classification", *FAST, "study.archs=[encoder,decoder]", "study.trials=2", "study.seeds=2",
