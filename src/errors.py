@@ -24,7 +24,10 @@ class Diverged(RuntimeError):
 
     def __init__(self, step: int, loss: float):
         super().__init__(f"training diverged at step {step} (loss={loss}); try a lower optim.lr")
-        self.step = step
+        self.step, self.loss = step, loss
+
+    def __reduce__(self):  # picklable: a SLURM multirun member's failed JobReturn carries it back (submitit)
+        return Diverged, (self.step, self.loss)
 
 
 class Interrupted(RuntimeError):

@@ -1,8 +1,13 @@
 """Entry point: `python -m src.run arch=encdec task=translation` (Hydra; `--cfg job` prints the config).
 
+Returns the run's best validation value to a Hydra sweeper (src/objective.py: `validation.best`, never a test
+metric), so a tuning sweep (conf/hparams_search/) selects on validation data.
+
 Exit codes: 0 finished; 2 bad input (config, data, a finished run dir, a run dir another process holds, no readable
 checkpoint to resume from; one `error:` line on stderr, nothing left behind); 1 diverged or crashed; 128 + signal
 number when interrupted (143 SIGTERM, 130 Ctrl-C), after a checkpoint from which the same command resumes.
+A multirun member that diverges prints its `error:` line and fails as a job (Hydra's JobStatus.FAILED) instead of
+ending the sweep: a tuning sweeper records the trial as failed and goes on (hydra_plugins/archbench_optuna).
 """
 from __future__ import annotations
 
@@ -14,10 +19,12 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from .config import register, validate
-from .errors import ConfigError, Diverged, Interrupted, refuse
+from .errors import ConfigError, Diverged, Interrupted, print_error, refuse
+from .objective import objective
 from .run_dir import CREATED, RunDir
 from .run_lock import holding
 from .speed.runtime import use_tcmalloc
@@ -48,6 +55,9 @@ def main(cfg: DictConfig) -> float | None:
         refuse(str(e))
     except Diverged as e:
         log.error(f"error: {e}")  # run.log (the console filter keeps it off stdout)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:  # a failed job, not the sweep's end (exit 1 after it)
+            print_error(str(e))
+            raise
         refuse(str(e), 1)
     except Interrupted as e:
         message = (f"interrupted by {e} at step {_step(run_dir)}: checkpoint saved in {run_dir / 'checkpoints'}; "
@@ -58,7 +68,7 @@ def main(cfg: DictConfig) -> float | None:
     except Exception:
         log.exception("run failed")  # the traceback goes to run.log; Hydra prints it and exits 1
         raise
-    return record["metrics"].get(spec.task.metric)  # the value a Hydra sweeper optimises
+    return objective(record, cfg)  # the value a Hydra sweeper optimises: the best validation value
 
 
 def _step(run_dir: Path):

@@ -2,8 +2,8 @@
 
 `plan(...)` decides per member from the sweep dir alone, for both launchers (hydra_plugins/archbench_local, the
 default for `-m`, and hydra_plugins/archbench_slurm):
-  done      a member dir holds this member's finished results  -> not launched; its recorded headline value is
-                                                                  returned to the sweeper
+  done      a member dir holds this member's finished results  -> not launched; its recorded validation value
+                                                                  (src/objective.py) is returned to the sweeper
   resumed   a member dir holds an unfinished run of it         -> launched into that dir (`hydra.sweep.subdir`
                                                                   override), where the pipeline resumes from its
                                                                   checkpoint (src/train.py `check_resume`)
@@ -28,6 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from .objective import objective, val_metric
 from .results import run_key
 from .run_dir import STATUS_FILE, RunDir, task_config
 
@@ -42,7 +43,7 @@ class Member:
     run_key: str | None = None   # None: the config does not compose (the job reports why, as before)
     run_dir: Path | None = None  # None: the job's own subdir, resolved in the job
     pinned: bool = False         # run_dir is fixed by a hydra.sweep.subdir override (else resolved in the job)
-    value: float | None = None   # done: the headline metric recorded in its results
+    value: float | None = None   # done: the value its run returned to the sweeper (best validation value)
     step: int | None = None      # resumed: the step its status.json recorded
     cfg: DictConfig | None = None
 
@@ -154,8 +155,8 @@ def _match(sweep_dir: Path, members: list[Member]) -> None:
 
 
 def headline(record: dict, cfg: DictConfig) -> float | None:
-    """The value src/run.py's main returns to the sweeper: the task's headline test metric."""
-    return record["metrics"].get(OmegaConf.select(cfg, "task.metric") or record.get("headline_metric"))
+    """The value src/run.py's main returns to the sweeper: the run's best validation value (src/objective.py)."""
+    return objective(record, cfg)
 
 
 def summary(members: Sequence[Member]) -> str:
@@ -169,7 +170,7 @@ def report(sweep_dir: Path, members: Sequence[Member]) -> str:
     for m in members:
         if m.state == "done":
             lines.append(f"\t#{m.num} : {m.label} · done in {os.path.relpath(m.run_dir, sweep_dir)} "
-                         f"({OmegaConf.select(m.cfg, 'task.metric')}={m.value})")
+                         f"({val_metric(m.cfg)[0]}={m.value})")
         elif m.state == "resumed":
             lines.append(f"\t#{m.num} : {m.label} · resumes {os.path.relpath(m.run_dir, sweep_dir)} "
                          f"at step {m.step if m.step is not None else '?'}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from src.objective import objective
 from tests.conftest import ROOT, run_cli
 from tests.e2e.test_reliability import digest
 
@@ -82,14 +83,14 @@ def test_a_rerun_sweep_skips_the_done_member_resumes_the_interrupted_one_and_run
     assert new_dir.name.endswith("_s2") and before <= after
     assert all((d / "results.json").exists() for d in (done_dir, cut_dir, new_dir))
 
-    # a third run: all done; the sweeper gets each member's recorded headline value, matched by config
+    # a third run: all done; the sweeper gets each member's recorded validation value, matched by config
     members = plan(sweep_dir, [["seed=1", *SWEEP], ["seed=0", *SWEEP], ["seed=2", *SWEEP]])
     assert [m.state for m in members] == ["done"] * 3
     assert [m.run_dir for m in members] == [cut_dir, done_dir, new_dir]
     for m in members:
         record = json.loads((m.run_dir / "results.json").read_text())
         assert m.run_key == record["run_key"]
-        assert m.value == record["metrics"][record["headline_metric"]]
+        assert m.value == objective(record, m.cfg)  # what src/run.py returned: validation, not test
 
 
 def test_a_new_member_never_takes_a_dir_that_holds_another_config(tmp_path):
