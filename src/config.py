@@ -112,6 +112,8 @@ class DecodeConfig:
     top_p: float = 1.0
     seed: int = 0
     passes: int = 4  # NAR refinement passes
+    length_beam: int = 5  # NAR: decode the top-ℓ predicted lengths, keep the best average log-prob (Mask-Predict §3.3)
+    dedup: bool = False  # NAR: collapse consecutive repeated output tokens (post-processing; not in Mask-Predict)
     no_repeat_ngram_size: int = 0  # AR: never repeat an n-gram of the output (fairseq); 0 = off
     repetition_penalty: float = 1.0  # AR: divide logits of already generated tokens by this (CTRL); 1 = off
     compile: bool = False  # AR transformers: static-shape decode step, torch.compile'd (CUDA: CUDA graphs)
@@ -124,6 +126,7 @@ class DecodeConfig:
         _check(0 < self.top_p <= 1, f"decode.top_p={self.top_p} must be in (0, 1]")
         _check(self.top_k >= 0, f"decode.top_k={self.top_k} must be >= 0 (0 = off)")
         _check(self.passes >= 1, f"decode.passes={self.passes} must be >= 1")
+        _check(self.length_beam >= 1, f"decode.length_beam={self.length_beam} must be >= 1 (1 = off)")
         _check(self.no_repeat_ngram_size >= 0, f"decode.no_repeat_ngram_size={self.no_repeat_ngram_size} must be >= 0")
         _check(self.repetition_penalty >= 1.0, f"decode.repetition_penalty={self.repetition_penalty} must be >= 1")
 

@@ -134,7 +134,8 @@ def evaluate(run, dm, out: Path, overrides: list[str], name: str) -> dict:
         "checkpoint": str(run.checkpoint.relative_to(run.path)),
         "arch": spec.arch.name, "task": spec.task.name, "data": spec.data.name, "size": spec.size.name,
         "seed": spec.seed,
-        "decode": {"method": d.method, **({"passes": d.passes} if spec.arch.family == "nar" else {}),
+        "decode": {"method": d.method, **({"passes": d.passes, "length_beam": d.length_beam, "dedup": d.dedup}
+                                      if spec.arch.family == "nar" else {}),
                    **({"beam_size": d.beam_size, "length_penalty": d.length_penalty} if d.method == "beam" else {})},
         "headline_metric": run.record.get("headline_metric") or spec.task.metric,
         "metrics": metrics, "samples": module.samples, "data_identity": dm.identity, "overrides": overrides,

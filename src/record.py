@@ -48,7 +48,8 @@ class Produced:
 
 def decode_summary(spec: RunConfig) -> dict:
     d = spec.decode
-    return {"method": d.method, **({"passes": d.passes} if spec.arch.family == "nar" else {}),
+    return {"method": d.method, **({"passes": d.passes, "length_beam": d.length_beam, "dedup": d.dedup}
+                                   if spec.arch.family == "nar" else {}),
             **({"beam_size": d.beam_size, "length_penalty": d.length_penalty} if d.method == "beam" else {})}
 
 
