@@ -110,8 +110,8 @@ def attention_heatmaps(examples: list[tuple[list[str], list[str], "object"]], pa
 # `series` is read back from the drawn artists (what the figure shows, for the report's tests and readers).
 REPORT_SIZE, REPORT_DPI = (7.0, 4.5), 100  # -> 700 x 450 pixels
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision deficiency.
-ARCH_COLOURS = {"encdec": "#0072B2", "nar": "#D55E00", "rnn_attn": "#009E73", "decoder": "#CC79A7",
-                "encoder": "#E69F00", "rnn_seq2seq": "#56B4E9"}
+ARCH_COLOURS = {"encdec": "#0072b2", "nar": "#d55e00", "rnn_attn": "#009e73", "decoder": "#cc79a7",
+                "encoder": "#e69f00", "rnn_seq2seq": "#56b4e9"}
 OTHER_COLOURS = ("#000000", "#7f7f7f", "#8c564b", "#bcbd22", "#17becf", "#9467bd", "#e377c2", "#1f77b4")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
@@ -180,9 +180,9 @@ def read_back(fig) -> dict[str, list[dict]]:
             if id(line) not in taken:
                 add(line.get_label(), ax, line.get_xdata(), line.get_ydata(), line.get_color())
         for coll in ax.collections:
-            offsets = coll.get_offsets()
-            if len(offsets) and len(coll.get_facecolor()):
-                add(coll.get_label(), ax, offsets[:, 0], offsets[:, 1], coll.get_facecolor()[0])
+            offsets, colours = coll.get_offsets(), [*coll.get_facecolor(), *coll.get_edgecolor()]
+            if len(offsets) and colours:  # scatter points (a ring: edge colour only)
+                add(coll.get_label(), ax, offsets[:, 0], offsets[:, 1], colours[0])
     return out
 
 

@@ -428,6 +428,7 @@ def draw_figures(members: list[Member], out: Path, buckets, metric: str | None =
 
     if not groups:
         return figs
+    out.mkdir(parents=True, exist_ok=True)
     headline = {headline_of(r, metric) for g in groups for r in g.records}
     name = headline.pop() if len(headline) == 1 else "headline metric"
     points = throughput_points(groups, metric)
