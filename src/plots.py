@@ -212,6 +212,15 @@ def _finish(fig, path: Path, labels=(), legend_axes=None) -> Plot:
     return Plot(Path(path), series)
 
 
+def _plain_log_ticks(axis) -> None:
+    """Ticks of a log axis at 1, 2, 5 × 10^k, labelled as plain numbers (20, 5, 0.5), not 2×10^1."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
 def _style(s: Series) -> dict:
     return {"color": arch_colour(s.arch), "marker": s.marker, "linestyle": "--" if s.dashed else "-"}
 
@@ -249,6 +258,7 @@ def quality_vs_latency(panels: dict[str, list[Series]], metric: str, higher_is_b
         xs = [s.x[0] for s in points if s.x[0] and s.x[0] > 0]
         if xs and max(xs) / min(xs) > 10:
             ax.set_xscale("log")
+            _plain_log_ticks(ax.xaxis)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("decoding latency (ms / sentence)")
         ax.grid(alpha=0.3, which="both")
@@ -272,6 +282,7 @@ def latency_vs_batch(latency: list[Series], throughput: list[Series], crossings:
     for ax, name in ((lat, "latency (ms / sentence)"), (thr, "throughput (tokens/s)")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        _plain_log_ticks(ax.yaxis)
         ax.set_xticks(sizes, [str(b) for b in sizes])
         ax.set_xlabel("batch size")
         ax.set_ylabel(name)

@@ -95,23 +95,51 @@ def hypothesis_variant(name: str) -> str:
     return "decode" if name in ("", "decode") else f"decode_{name.removeprefix('decode_')}"
 
 
+# config keys that do not change the experiment (where it runs, what it logs), left out of a configuration
+IGNORED = ("seed", "logger", "hydra", "threads", "samples", "progress_every_s", "checkpoint_every_n_steps",
+           "results_file", "attention", "callbacks", "gpu", "bench", "data.cache_dir", "data.root")
+COVERED = ("arch.", "decode.", "size.name", "task.name", "data.name")  # already named by config_of's fields
+
+
+def settings(record: dict) -> dict[str, str]:
+    """The resolved config (results.json "config") flattened to dotted keys, less IGNORED: two runs that differ
+    in optim.lr or size.d_model are two configurations even with one size name."""
+    out = {}
+
+    def walk(d, prefix):
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            if key in IGNORED:
+                continue
+            if isinstance(v, dict) and v:
+                walk(v, key + ".")
+            else:
+                out[key] = str(v)
+
+    walk(record.get("config") or {}, "")
+    return out
+
+
 def groups_of(members: list[Member]) -> list[Group]:
-    """Finished members by configuration (src/report/aggregate.py config_of), each labelled by its arch and by
-    what differs between the configurations (task, data, size, device; decode and arch params where they differ
-    between configurations of one arch), with one marker per configuration of an arch."""
+    """Finished members by configuration (src/report/aggregate.py config_of and every other setting, `settings`),
+    each labelled by its arch and by what differs between the configurations (task, data, size, device; decode,
+    arch params and other settings where they differ between configurations of one arch), with one marker per
+    configuration of an arch."""
     by_key: dict[tuple, list[Member]] = defaultdict(list)
     for m in members:
         if m.record:
-            by_key[tuple(config_of(m.record).values())].append(m)
-    configs = {key: config_of(ms[0].record) for key, ms in by_key.items()}
+            by_key[(*config_of(m.record).values(), *sorted(settings(m.record).items()))].append(m)
+    configs = {key: {**config_of(ms[0].record), **settings(ms[0].record)} for key, ms in by_key.items()}
     arches = {str(c["arch"]) for c in configs.values()}
+    keys = list(dict.fromkeys(k for c in configs.values() for k in c if k not in config_of({})))
 
     def varies(f, arch=None) -> bool:
-        return len({str(c[f]) for c in configs.values() if arch is None or str(c["arch"]) == arch}) > 1
+        return len({str(c.get(f)) for c in configs.values() if arch is None or str(c["arch"]) == arch}) > 1
 
-    # decode and arch params differ between archs anyway: named when they differ within an arch
+    # decode, arch params and settings differ between archs anyway: named when they differ within an arch
     fields = [f for f in LABEL_FIELDS if any(varies(f, a) for a in arches)
               or (f not in ("decode", "arch_params") and varies(f))]
+    fields += [k for k in keys if not k.startswith(COVERED) and any(varies(k, a) for a in arches)]
     groups, per_arch = [], defaultdict(int)
     from ..plots import MARKERS
 
@@ -120,7 +148,8 @@ def groups_of(members: list[Member]) -> list[Group]:
         arch = str(c["arch"])
 
         def name(fields):
-            parts = [f"({c[f]})" if f == "arch_params" else f" {c[f]}" for f in fields if c[f] not in (None, "")]
+            parts = [f"({c[f]})" if f == "arch_params" else f" {c[f]}" if f in LABEL_FIELDS else f" {f}={c.get(f)}"
+                     for f in fields if c.get(f) not in (None, "")]
             return arch + "".join(parts)
 
         groups.append(Group(name(fields), arch, MARKERS[per_arch[arch] % len(MARKERS)], str(c["device"]),

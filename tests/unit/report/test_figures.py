@@ -160,3 +160,19 @@ def test_report_run_joins_the_sweeps_group(tmp_path):
     (sweep / "multirun.yaml").unlink()
     assert report_group(members, None) is None  # run dirs given one by one: no sweep to name
     assert json.dumps(sweep_group(sweep)) and sweep_group(sweep) != sweep_group(tmp_path / "other" / "10-00-00")
+
+
+def test_runs_differing_in_a_setting_are_two_lines_named_by_it(tmp_path):
+    from src.report.figures import groups_of
+
+    members = [member("encdec", s) for s in (0, 1)] + [member("encdec", 0), member("nar", 0, family="nar")]
+    members[2].record["config"]["optim"] = {"lr": 0.001}
+    for m in members[:2]:
+        m.record["config"]["optim"] = {"lr": 0.002}
+    members[3].record["config"]["optim"] = {"lr": 0.002}
+    groups = groups_of(members)
+    assert sorted((g.label, len(g.members)) for g in groups) == [
+        ("encdec optim.lr=0.001", 1), ("encdec optim.lr=0.002", 2), ("nar optim.lr=0.002", 1)]
+    assert len({g.marker for g in groups if g.arch == "encdec"}) == 2  # one colour per arch, a marker per configuration
+    drawn = draw_figures(members, tmp_path, BUCKETS).drawn["quality_vs_throughput"]
+    assert {"encdec optim.lr=0.001 (n=1)", "encdec optim.lr=0.002 (n=2)"} <= set(drawn)
