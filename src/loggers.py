@@ -3,13 +3,17 @@ finished record, and the summary table printed at the end of a run.
 
 - W&B is online when `wandb.login(prompt=False, verify=False)` finds credentials (WANDB_API_KEY or `wandb login`),
   offline otherwise (then `wandb sync <dir>` is printed); WANDB_MODE, when set, decides. One W&B run id spans all
-  segments of a resumed run.
+  segments of a resumed run. Every Hydra multirun member is in the W&B group of its sweep (`sweep_group`: the sweep
+  dir's name and a hash of its path) unless `logger.group` is set, so the dashboard can average seeds; the step
+  (`trainer/global_step`) and the best value of the task's validation metric (`task.val_metric`, summary
+  max/min per `task.val_mode`; val/loss min without one) are declared with `define_metric`.
 - CSV: `<run_dir>/csv/metrics.csv`; a resumed run appends to its earlier segments' rows (`AppendingCSVLogger`).
 """
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -37,17 +41,78 @@ def wandb_logged_in() -> bool:
             wandb.teardown()  # login() leaves a session behind in which an offline init then asks for a key
 
 
+STEP_METRIC = "trainer/global_step"  # Lightning's WandbLogger logs the step under this key
+
+
+def sweep_group(sweep_dir: Path) -> str:
+    """The W&B group of a sweep's members: the sweep dir's last two names (multirun/<date>/<time> ->
+    "<date>_<time>") and the first 6 hex digits of the SHA-1 of its absolute path, so two sweeps started in the
+    same second elsewhere stay apart, and a re-run (resumed) sweep keeps its group."""
+    path = Path(sweep_dir).resolve()
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:6]
+    return f"{path.parent.name}_{path.name}-{digest}" if path.parent.name else f"{path.name}-{digest}"
+
+
+def multirun_sweep_dir() -> Path | None:
+    """The sweep dir of the Hydra multirun this process runs a member of (`hydra.runtime.output_dir` less
+    `hydra.sweep.subdir`), or None outside a multirun (a single run, no Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return None
+    out = Path(hc.runtime.output_dir).resolve()
+    depth = len(Path(str(hc.sweep.subdir)).parts)
+    return out.parents[depth - 1] if 0 < depth <= len(out.parents) else Path(str(hc.sweep.dir)).resolve()
+
+
+def val_metric_of(config: dict) -> tuple[str, str]:
+    """(the task's validation metric, "max" | "min"): task.val_metric / task.val_mode; without a mode, "min" for a
+    loss or perplexity, else "max"; without a metric, ("val/loss", "min")."""
+    task = config.get("task") or {}
+    metric = task.get("val_metric") or "val/loss"
+    mode = task.get("val_mode") or ("min" if any(w in metric for w in ("loss", "perplexity")) else "max")
+    return metric, mode
+
+
+class ArchbenchWandbLogger(WandbLogger):
+    """Lightning's WandbLogger, declaring (define_metric) the step axis and the best validation metric on the run
+    it creates: summary[<val metric>] holds the best value ("max" or "min") beside the last ("last")."""
+
+    def __init__(self, *args, val_metric: tuple[str, str] = ("val/loss", "min"), **kwargs):
+        super().__init__(*args, **kwargs)
+        self._val_metric = val_metric
+
+    @property
+    def experiment(self):
+        fresh = self._experiment is None
+        run = super().experiment
+        if fresh and callable(getattr(run, "define_metric", None)):
+            name, mode = self._val_metric
+            run.define_metric(STEP_METRIC)
+            run.define_metric(name, step_metric=STEP_METRIC, step_sync=True, summary=f"{mode},last")
+        return run
+
+
 def build_logger(lg, run_dir: Path, config: dict, wandb_id: str):
-    """The Lightning logger of `lg` (a LoggerConfig), or False (logger=none)."""
+    """The Lightning logger of `lg` (a LoggerConfig), or False (logger=none). W&B: a multirun member's group is
+    its sweep's (sweep_group) unless `lg.group` is set."""
     if lg.name == "none":
         return False
     if lg.name == "csv":
         return AppendingCSVLogger(run_dir, name="csv", version="")
     os.environ.setdefault("WANDB_SILENT", "true")  # our own lines say where the run is and how to sync it
     offline = "WANDB_MODE" not in os.environ and not wandb_logged_in()
-    return WandbLogger(project=lg.project, group=lg.group, job_type=lg.job_type, tags=list(lg.tags),
-                       name=run_dir.name, save_dir=str(run_dir), offline=offline, config=config,
-                       id=wandb_id, resume="allow")
+    sweep_dir = None if lg.group else multirun_sweep_dir()
+    group = lg.group or (sweep_group(sweep_dir) if sweep_dir else None)
+    if group != lg.group:  # the W&B config says which group the run is in
+        config = {**config, "logger": {**(config.get("logger") or {}), "group": group}}
+    return ArchbenchWandbLogger(project=lg.project, group=group, job_type=lg.job_type, tags=list(lg.tags),
+                                name=run_dir.name, save_dir=str(run_dir), offline=offline, config=config,
+                                id=wandb_id, resume="allow", val_metric=val_metric_of(config))
 
 
 class _AppendingWriter(ExperimentWriter):

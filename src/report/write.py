@@ -9,14 +9,12 @@ from __future__ import annotations
 import csv
 import math
 import os
-import statistics
-from collections import defaultdict
 from pathlib import Path
 
-from ..tasks.scoring import tokenize_of
-from .aggregate import add_statistics, aggregate, bleu_by_length, by_batch_curve, crossover, row_name
-from .identity import config_of, get_in, group, select
+from .aggregate import add_statistics, aggregate, row_name
+from .identity import group, select
 from .collect import Member, unreadable
+from .figures import draw_figures
 
 TABLE_MEASURES = ("metric", "params", "flops_per_token", "train_tokens_per_s")
 EXACT = ("params", "flops_per_token")  # counts: never "± 0"
@@ -94,43 +92,6 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         w.writerows({**r, "seeds": " ".join(map(str, r["seeds"]))} if "seeds" in r else r for r in rows)
 
 
-def _label(record: dict) -> str:
-    c = config_of(record)
-    return f"{c['arch']} {c['size']} {c['decode']}"
-
-
-def _curves(records: list[dict]) -> tuple[dict, dict]:
-    """Mean-over-seeds by_batch curves per (configuration, decoding variant), and each NAR curve's crossover
-    against the first AR curve at the batch sizes both measured."""
-    sums: dict[str, dict] = {}
-    family = {}
-    for r in records:
-        for variant in (r.get("inference") or {}):
-            c = by_batch_curve(r, variant)
-            if not c["batch_size"]:
-                continue
-            label = _label(r) + ("" if variant == "decode" else f" [{variant}]")
-            family[label] = get_in(r, "config", "arch", "family") or ("nar" if r.get("arch") == "nar" else "ar")
-            acc = sums.setdefault(label, defaultdict(lambda: defaultdict(list)))
-            for b, ms, tps in zip(c["batch_size"], c["ms_per_sentence"], c["tokens_per_s"]):
-                acc[b]["ms_per_sentence"].append(ms)
-                acc[b]["tokens_per_s"].append(tps)
-    curves = {}
-    for label, acc in sums.items():
-        bs = sorted(acc)
-        curves[label] = {"batch_size": bs, **{k: [statistics.fmean(x for x in acc[b][k] if x is not None)
-                                                  if any(x is not None for x in acc[b][k]) else float("nan")
-                                                  for b in bs] for k in ("ms_per_sentence", "tokens_per_s")}}
-    ar = next((l for l in curves if family[l] != "nar"), None)
-    crossings = {}
-    if ar:
-        for label in (l for l in curves if family[l] == "nar"):
-            common = sorted(set(curves[ar]["batch_size"]) & set(curves[label]["batch_size"]))
-            pick = lambda l: [curves[l]["ms_per_sentence"][curves[l]["batch_size"].index(b)] for b in common]  # noqa: E731
-            crossings[f"{label} vs {ar}"] = crossover(common, pick(ar), pick(label))
-    return curves, crossings
-
-
 def write_report(members: list[Member], out: Path, buckets, metric: str | None = None,
                  baseline: list[str] | None = None) -> dict:
     """Writes everything into `out` (never into a run dir); returns {"rows", "plots", "notes", "crossings",
@@ -139,46 +100,20 @@ def write_report(members: list[Member], out: Path, buckets, metric: str | None =
     records = [m.record for m in members if m.record]
     configs = group(records)
     base = select(configs, baseline) if baseline else None
-    from .. import plots  # matplotlib: after the input is checked
     out.mkdir(parents=True, exist_ok=True)
     rows = aggregate(records, metric)
     where = {id(m.record): Path(m.where) for m in members if m.record and not m.where.startswith("wandb:")}
     stats = add_statistics(rows, configs, lambda r: where.get(id(r)), metric, base)
-    notes, plot_paths = list(stats["notes"]), {}
+    notes = list(stats["notes"])
     for r in rows:
         if len(set(map(str, r["seeds"]))) < r["n"]:
             notes.append(f"{r['arch']} {r['size']} {r['decode']}: {r['n']} members with seeds {r['seeds']}: a seed "
                          "repeats (the same configuration run twice?); they are averaged as if independent")
     metric = rows[0]["headline"] if rows and len({r["headline"] for r in rows}) == 1 else "headline metric"
 
-    if rows:
-        plot_paths["quality_vs_throughput"] = plots.quality_vs_throughput(rows, metric, out / "quality_vs_throughput.png")
-        plot_paths["throughput_by_device"] = plots.throughput_by_device(rows, out / "throughput_by_device.png")
-    curves, crossings = _curves(records)
-    if curves:
-        plot_paths["ar_vs_nar_batch"] = plots.latency_vs_batch(curves, crossings, out / "ar_vs_nar_batch.png")
-    else:
-        notes.append("AR vs NAR over batch sizes: skipped, no run has inference[variant].by_batch rows "
-                     "(results.json from before the honest benchmark)")
-    histories: dict[str, list] = defaultdict(list)
-    for m in members:
-        if m.history.get("val/loss"):
-            histories[_label(m.record) if m.record else Path(m.where).name].append(m.history["val/loss"])
-    if histories:
-        plot_paths["training_curves"] = plots.training_curves(dict(histories), out / "training_curves.png")
-    else:
-        notes.append("training curves: skipped, no record['history'] and no csv/metrics.csv in any run")
-    bleu = defaultdict(lambda: defaultdict(list))
-    for m in members:
-        if m.record and m.hypotheses:
-            for variant, per in bleu_by_length(m.hypotheses, buckets, tokenize_of(m.record)).items():
-                for b, v in per.items():
-                    bleu[_label(m.record) + (f" [{variant.rstrip('/')}]" if variant else "")][b].append(v["bleu"])
-    bleu_series = {label: {b: statistics.fmean(v) for b, v in per.items()} for label, per in bleu.items()}
-    if bleu_series:
-        plot_paths["bleu_by_length"] = plots.bleu_by_length_plot(bleu_series, out / "bleu_by_length.png")
-    else:
-        notes.append("BLEU by source length: skipped, no run dir has hypotheses.jsonl")
+    figures = draw_figures(members, out, buckets, metric if metric != "headline metric" else None)
+    notes += figures.notes
+    plot_paths, crossings, bleu_series = figures.plots, figures.crossings, figures.bleu_by_length
 
     write_csv(out / "report.csv", rows)
     write_csv(out / "runs.csv", stats["runs"])
@@ -290,23 +225,75 @@ def print_table(result: dict) -> None:
         console.print(f"note: {escape(note)}", soft_wrap=True)
 
 
+def typed_table(rows: list[dict], columns: list[str] | None = None) -> tuple[list[str], list[list]]:
+    """(columns, data) for a wandb.Table that W&B can sort and plot: numbers stay numbers (ints, floats; None is
+    a missing value), lists are joined with spaces, and a column mixing numbers and text becomes text."""
+    columns = columns or list(dict.fromkeys(k for r in rows for k in r))
+
+    def cell(v):
+        if isinstance(v, (list, tuple)):
+            return " ".join(map(str, v))
+        return v if v is None or isinstance(v, (bool, int, float, str)) else str(v)
+
+    data = [[cell(r.get(c)) for c in columns] for r in rows]
+    for j, _ in enumerate(columns):
+        kinds = {type(row[j]) for row in data if row[j] is not None}
+        if str in kinds and len(kinds) > 1:
+            for row in data:
+                row[j] = None if row[j] is None else str(row[j])
+    return columns, data
+
+
+def runs_table(members: list[Member]) -> list[dict]:
+    """One row per member: where, state, configuration, seed and its own numbers (the table behind report.csv)."""
+    out = []
+    for m in members:
+        r = m.record or {}
+        headline = r.get("headline_metric")
+        out.append({"run": Path(m.where).name, "state": m.state, "arch": r.get("arch"), "task": r.get("task"),
+                    "data": r.get("data"), "size": r.get("size"), "seed": r.get("seed"), "headline": headline,
+                    "metric": (r.get("metrics") or {}).get(headline) if headline else None,
+                    "val_best": (r.get("validation") or {}).get("best"), "params": r.get("params"),
+                    "train_tokens_per_s": (r.get("train") or {}).get("tokens_per_s"),
+                    "train_flops": (r.get("train") or {}).get("flops"), "error": m.error})
+    return out
+
+
+def report_group(members: list[Member], group: str | None) -> str | None:
+    """The W&B group the report run joins: `group` (--group), else the members' logger.group when they share one,
+    else the sweep's own (src/loggers.py sweep_group, which its multirun members were logged into)."""
+    from ..loggers import sweep_group
+
+    if group:
+        return group
+    cfgs = [m.record.get("config") or {} for m in members if m.record]
+    named = {(c.get("logger") or {}).get("group") for c in cfgs}
+    if len(named) == 1 and None not in named:
+        return named.pop()
+    parents = {Path(m.where).parent for m in members if not m.where.startswith("wandb:")}
+    if len(parents) == 1 and (next(iter(parents)) / "multirun.yaml").exists():  # a Hydra sweep dir
+        return sweep_group(parents.pop())
+    return None
+
+
 def log_to_wandb(result: dict, members: list[Member], out: Path, group: str | None) -> Path | None:
-    """One W&B run (job_type=report) of the sweep's group: the table and every plot; offline unless logged in."""
+    """One W&B run (job_type=report) of the sweep's group: typed tables (configurations, runs) and every plot;
+    offline unless logged in."""
     import wandb
 
     from ..loggers import wandb_logged_in  # deferred with wandb: lightning is heavy, only --wandb needs it
 
     cfgs = [m.record.get("config") or {} for m in members if m.record]
     project = next((c.get("logger", {}).get("project") for c in cfgs if c.get("logger", {}).get("project")), "archbench")
-    group = group or next((c.get("logger", {}).get("group") for c in cfgs if c.get("logger", {}).get("group")), None)
     mode = os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
-    run = wandb.init(project=project, group=group, job_type="report", name=f"report-{out.parent.name}", dir=str(out),
-                     mode=mode, config={"members": len(members), "failed": len(result["failed"])})
-    rows = result["rows"]
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    run.log({"report": wandb.Table(columns=columns, data=[[str(r.get(c)) for c in columns] for r in rows]),
-             **{f"plots/{name}": wandb.Image(str(p)) for name, p in result["plots"].items()}})
-    run.summary.update({"configurations": len(rows), "members": len(members), "failed": len(result["failed"])})
+    run = wandb.init(project=project, group=report_group(members, group), job_type="report",
+                     name=f"report-{out.parent.name}", dir=str(out), mode=mode,
+                     config={"members": len(members), "failed": len(result["failed"])})
+    tables = {name: wandb.Table(*typed_table(rows)) for name, rows in (("report", result["rows"]),
+                                                                       ("runs", runs_table(members))) if rows}
+    run.log({**tables, **{f"plots/{name}": wandb.Image(str(p)) for name, p in result["plots"].items()}})
+    run.summary.update({"configurations": len(result["rows"]), "members": len(members),
+                        "failed": len(result["failed"])})
     run_dir = Path(run.dir).parent
     run.finish()
     return run_dir

@@ -1,0 +1,508 @@
+"""The sweep report's figures, each drawn only where it applies (src/plots.py draws them, one colour per arch):
+
+- quality_vs_throughput   test metric vs training tokens/s, one point per configuration (mean ± std over seeds);
+- throughput_by_device    training tokens/s per device / GPU type;
+- quality_vs_latency      test metric vs decoding latency at batch 1 and at the largest batch every point measured,
+                          the Pareto front marked (runs with `inference[variant].by_batch` rows);
+- ar_vs_nar_batch         latency and throughput over batch sizes with the AR/NAR crossover (a sweep with both
+                          an AR and a NAR run);
+- validation_vs_compute   the task's validation metric vs training FLOPs (else tokens, else steps): mean over seeds,
+                          min–max band (runs with a validation history);
+- training_curves         train/loss at every logged step, one line per seed; NAR's loss (masked CE + length loss)
+                          on its own panel, never on the AR cross-entropy's axis;
+- bleu_by_length          BLEU per source-length bucket (Bahdanau et al. 2015, Fig. 2) with each bucket's size and a
+                          95 % bootstrap CI (translation runs with hypotheses.jsonl).
+
+The bootstrap resamples the bucket's test sentences as sacreBLEU's `corpus_score(..., n_bootstrap=1000)` does
+(numpy default_rng(12345), 95 % interval from the sorted scores' 1/40 tails; Koehn 2004, "Statistical Significance
+Tests for Machine Translation Evaluation"), with the same sentences drawn for every seed of a configuration, so
+the interval is that of the mean over seeds; with one seed it is sacreBLEU's own.
+"""
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..tasks.scoring import tokenize_of
+from .aggregate import by_batch_curve, bucket_label, config_of, crossover, get_in
+from .collect import Member
+
+VAL_BY_TASK = {"translation": "val/bleu", "classification": "val/accuracy", "lm": "val/loss"}
+LOWER_IS_BETTER = ("loss", "perplexity", "ppl", "wer", "ter", "error", "latency")
+LABEL_FIELDS = ("task", "data", "size", "decode", "arch_params", "device")  # named in a label when they differ
+N_BOOTSTRAP, BOOTSTRAP_SEED = 1000, 12345  # sacreBLEU's defaults (SACREBLEU_SEED)
+
+
+@dataclass
+class Figures:
+    """What draw_figures made: the PNGs, what each one shows (read back from the drawn artists), notes for the
+    report on figures that could not be drawn, the AR/NAR crossovers, and BLEU per length bucket for report.md."""
+
+    plots: dict[str, Path] = field(default_factory=dict)
+    drawn: dict[str, dict] = field(default_factory=dict)   # figure -> plots.Plot.series
+    notes: list[str] = field(default_factory=list)
+    crossings: dict[str, dict] = field(default_factory=dict)
+    bleu_by_length: dict[str, dict[str, float]] = field(default_factory=dict)    # label -> bucket -> mean BLEU
+    bleu_by_length_ci: dict[str, dict[str, dict]] = field(default_factory=dict)  # + "low", "high", "n", "seeds"
+
+
+@dataclass
+class Group:
+    """The finished members of one configuration, as the figures label and style it."""
+
+    label: str
+    arch: str
+    marker: str
+    device: str
+    base: str  # the label without the device (throughput_by_device groups by device)
+    members: list[Member]
+
+    @property
+    def records(self) -> list[dict]:
+        return [m.record for m in self.members]
+
+
+def higher_is_better(metric: str) -> bool:
+    return not any(w in metric.lower() for w in LOWER_IS_BETTER)
+
+
+def family(record: dict) -> str:
+    """"nar" or "ar" (results.json config.arch.family; records without it: by the arch name)."""
+    return get_in(record, "config", "arch", "family") or ("nar" if str(record.get("arch")) == "nar" else "ar")
+
+
+def val_metric(record: dict) -> str | None:
+    """The task's validation metric: results.json validation.metric, else task.val_metric, else by task
+    (translation val/bleu, classification val/accuracy, lm val/loss)."""
+    return (get_in(record, "validation", "metric") or get_in(record, "config", "task", "val_metric")
+            or VAL_BY_TASK.get(str(record.get("task"))))
+
+
+def variant_metric(headline: str, variant: str) -> str:
+    """The test metric of an inference variant: decode -> test/bleu, decode_pass1 -> test/pass1/bleu."""
+    suffix = variant.removeprefix("decode").strip("_/")
+    if not suffix:
+        return headline
+    head, _, rest = headline.partition("/")
+    return f"{head}/{suffix}/{rest}" if rest else f"{headline}/{suffix}"
+
+
+def hypothesis_variant(name: str) -> str:
+    """hypotheses.jsonl variant -> its inference key: "" or "decode" -> decode, "pass1/" -> decode_pass1."""
+    name = str(name or "").strip("/")
+    return "decode" if name in ("", "decode") else f"decode_{name.removeprefix('decode_')}"
+
+
+# config keys that do not change the experiment (where it runs, what it logs), left out of a configuration
+IGNORED = ("seed", "logger", "hydra", "threads", "samples", "progress_every_s", "checkpoint_every_n_steps",
+           "results_file", "attention", "callbacks", "gpu", "bench", "data.cache_dir", "data.root")
+COVERED = ("arch.", "decode.", "size.name", "task.name", "data.name")  # already named by config_of's fields
+
+
+def settings(record: dict) -> dict[str, str]:
+    """The resolved config (results.json "config") flattened to dotted keys, less IGNORED: two runs that differ
+    in optim.lr or size.d_model are two configurations even with one size name."""
+    out = {}
+
+    def walk(d, prefix):
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            if key in IGNORED:
+                continue
+            if isinstance(v, dict) and v:
+                walk(v, key + ".")
+            else:
+                out[key] = str(v)
+
+    walk(record.get("config") or {}, "")
+    return out
+
+
+def groups_of(members: list[Member]) -> list[Group]:
+    """Finished members by configuration (src/report/aggregate.py config_of and every other setting, `settings`),
+    each labelled by its arch and by what differs between the configurations (task, data, size, device; decode,
+    arch params and other settings where they differ between configurations of one arch), with one marker per
+    configuration of an arch."""
+    by_key: dict[tuple, list[Member]] = defaultdict(list)
+    for m in members:
+        if m.record:
+            by_key[(*config_of(m.record).values(), *sorted(settings(m.record).items()))].append(m)
+    configs = {key: {**config_of(ms[0].record), **settings(ms[0].record)} for key, ms in by_key.items()}
+    arches = {str(c["arch"]) for c in configs.values()}
+    keys = list(dict.fromkeys(k for c in configs.values() for k in c if k not in config_of({})))
+
+    def varies(f, arch=None) -> bool:
+        return len({str(c.get(f)) for c in configs.values() if arch is None or str(c["arch"]) == arch}) > 1
+
+    # decode, arch params and settings differ between archs anyway: named when they differ within an arch
+    fields = [f for f in LABEL_FIELDS if any(varies(f, a) for a in arches)
+              or (f not in ("decode", "arch_params") and varies(f))]
+    fields += [k for k in keys if not k.startswith(COVERED) and any(varies(k, a) for a in arches)]
+    groups, per_arch = [], defaultdict(int)
+    from ..plots import MARKERS
+
+    for key, ms in sorted(by_key.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        c = configs[key]
+        arch = str(c["arch"])
+
+        def name(fields):
+            parts = [f"({c[f]})" if f == "arch_params" else f" {c[f]}" if f in LABEL_FIELDS else f" {f}={c.get(f)}"
+                     for f in fields if c.get(f) not in (None, "")]
+            return arch + "".join(parts)
+
+        groups.append(Group(name(fields), arch, MARKERS[per_arch[arch] % len(MARKERS)], str(c["device"]),
+                            name([f for f in fields if f != "device"]), ms))
+        per_arch[arch] += 1
+    return groups
+
+
+def _mean(xs) -> float | None:
+    xs = [float(x) for x in xs if isinstance(x, (int, float))]
+    return statistics.fmean(xs) if xs else None
+
+
+def _mean_std(xs) -> tuple[float | None, float]:
+    xs = [float(x) for x in xs if isinstance(x, (int, float))]
+    if not xs:
+        return None, 0.0
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def headline_of(record: dict, metric: str | None) -> str | None:
+    return metric or record.get("headline_metric")
+
+
+# ---------------------------------------------------------------------------------------------------- the data
+
+
+def throughput_points(groups: list[Group], metric: str | None):
+    from ..plots import Series
+
+    points = []
+    for g in groups:
+        x, xs = _mean_std(get_in(r, "train", "tokens_per_s") for r in g.records)
+        y, ys = _mean_std(get_in(r, "metrics", headline_of(r, metric)) for r in g.records)
+        if x is not None and y is not None:
+            points.append(Series(f"{g.label} (n={len(g.members)})", g.arch, [x], [y], [y - ys], [y + ys], [xs],
+                                 g.marker))
+    return points
+
+
+def device_bars(groups: list[Group]):
+    from ..plots import Series
+
+    bars: dict[str, Series] = {}
+    for g in groups:
+        y, ys = _mean_std(get_in(r, "train", "tokens_per_s") for r in g.records)
+        if y is None:
+            continue
+        s = bars.setdefault(g.base, Series(g.base, g.arch, [], [], marker=g.marker))
+        s.x.append(g.device)
+        s.y.append(y)
+        s.high = [*(s.high or []), y + ys]
+    return list(bars.values())
+
+
+def latency_at(record: dict, variant: str, batch: int) -> float | None:
+    """ms per sentence at `batch` from the benchmark's by_batch rows (fixed-length preferred, src/report/aggregate.py
+    by_batch_curve); at batch 1 without rows, inference[variant].latency_ms_batch1."""
+    c = by_batch_curve(record, variant)
+    if batch in c["batch_size"]:
+        return c["ms_per_sentence"][c["batch_size"].index(batch)]
+    return get_in(record, "inference", variant, "latency_ms_batch1") if batch == 1 else None
+
+
+def pareto_front(points: list[tuple[float, float]], higher: bool = True) -> list[bool]:
+    """Whether each (latency, quality) point is on the Pareto front: no other point is at least as fast and at
+    least as good, and strictly better in one of the two."""
+    sign = 1 if higher else -1
+
+    def dominates(a, b):
+        return a[0] <= b[0] and sign * a[1] >= sign * b[1] and (a[0] < b[0] or sign * a[1] > sign * b[1])
+
+    return [not any(dominates(q, p) for q in points if q is not p) for p in points]
+
+
+def latency_panels(groups: list[Group], metric: str | None) -> tuple[dict[str, list], str, bool]:
+    """{"batch 1": points, "batch B": points} (B: the largest batch size every point measured), the metric name
+    and whether higher is better; a point per (configuration, decoding variant) with a test metric of its own."""
+    from ..plots import Series
+
+    found = []  # (group, variant, quality mean, std, {batch: mean ms})
+    names = set()
+    for g in groups:
+        variants = dict.fromkeys(v for r in g.records for v in (r.get("inference") or {}))
+        for v in variants:
+            names_v = [variant_metric(headline_of(r, metric) or "", v) for r in g.records]
+            y, ys = _mean_std(get_in(r, "metrics", n) for r, n in zip(g.records, names_v))
+            if y is None:
+                continue
+            batches = {b for r in g.records for b in by_batch_curve(r, v)["batch_size"]} | {1}
+            ms = {b: _mean(latency_at(r, v, b) for r in g.records) for b in batches}
+            ms = {b: x for b, x in ms.items() if x is not None}
+            if ms:
+                found.append((g, v, y, ys, ms))
+                names.add(headline_of(g.records[0], metric))
+    if not found:
+        return {}, "", True
+    name = names.pop() if len(names) == 1 else "headline metric"
+    higher = higher_is_better(name)
+    common = set.intersection(*(set(ms) for *_, ms in found))
+    panels = {}
+    for b in sorted({1, max(common)}):
+        pts = [Series(g.label + ("" if v == "decode" else f" [{v.removeprefix('decode_')}]"), g.arch, [ms[b]], [y],
+                      [y - ys], [y + ys], marker=g.marker, dashed=v != "decode") for g, v, y, ys, ms in found]
+        for s, on in zip(pts, pareto_front([(s.x[0], s.y[0]) for s in pts], higher)):
+            s.front = on
+        panels[f"batch {b}"] = pts
+    return panels, name, higher
+
+
+def batch_curves(groups: list[Group]) -> tuple[list, list, dict, dict]:
+    """Mean-over-seeds by_batch curves (latency, throughput) per (configuration, decoding variant), each NAR
+    curve's crossover against the first AR curve at the batch sizes both measured, and each curve's family."""
+    from ..plots import Series
+
+    lat, thr, fam = [], [], {}
+    for g in groups:
+        for v in dict.fromkeys(v for r in g.records for v in (r.get("inference") or {})):
+            acc = defaultdict(lambda: defaultdict(list))
+            for r in g.records:
+                c = by_batch_curve(r, v)
+                for b, ms, tps in zip(c["batch_size"], c["ms_per_sentence"], c["tokens_per_s"]):
+                    acc[b]["ms"].append(ms)
+                    acc[b]["tps"].append(tps)
+            bs = sorted(b for b in acc if _mean(acc[b]["ms"]) is not None)
+            if not bs:
+                continue
+            label = g.label + ("" if v == "decode" else f" [{v.removeprefix('decode_')}]")
+            fam[label] = family(g.records[0])
+            lat.append(Series(label, g.arch, bs, [_mean(acc[b]["ms"]) for b in bs], marker=g.marker,
+                              dashed=v != "decode"))
+            thr.append(Series(label, g.arch, bs, [_mean(acc[b]["tps"]) or float("nan") for b in bs],
+                              marker=g.marker, dashed=v != "decode"))
+    crossings = {}
+    ar = next((s for s in lat if fam[s.label] != "nar"), None)
+    if ar:
+        for s in (s for s in lat if fam[s.label] == "nar"):
+            common = sorted(set(ar.x) & set(s.x))
+            crossings[f"{s.label} vs {ar.label}"] = crossover(common, [ar.y[ar.x.index(b)] for b in common],
+                                                              [s.y[s.x.index(b)] for b in common])
+    return lat, thr, crossings, fam
+
+
+def _x_axis(members: list[Member], key: str) -> str:
+    """The compute axis all members of a panel have at every point of `key`: flops, else tokens, else step."""
+    for x in ("flops", "tokens"):
+        if all(m.history.get(x) and {s for s, _ in m.history[key]} <= {s for s, _ in m.history[x]} for m in members):
+            return x
+    return "step"
+
+
+def mean_curve(members: list[Member], key: str, x: str) -> tuple[list, list, list, list]:
+    """(x, mean y, min y, max y) of history[key] over the members (seeds) at every step any of them logged;
+    x = the mean of history[x] at that step (x "step": the step)."""
+    at = defaultdict(list)
+    for m in members:
+        xs = dict(map(tuple, m.history.get(x) or [])) if x != "step" else None
+        for step, y in m.history.get(key) or []:
+            if y is None or (xs is not None and step not in xs):
+                continue
+            at[step].append((step if xs is None else xs[step], float(y)))
+    steps = sorted(at)
+    return ([statistics.fmean(p[0] for p in at[s]) for s in steps], [statistics.fmean(p[1] for p in at[s]) for s in steps],
+            [min(p[1] for p in at[s]) for s in steps], [max(p[1] for p in at[s]) for s in steps])
+
+
+XLABEL = {"flops": "training FLOPs", "tokens": "training tokens", "step": "training step"}
+
+
+def validation_panels(groups: list[Group]) -> tuple[dict, list[str]]:
+    """{panel title: (xlabel, ylabel, [Series])}: the validation metric of each configuration vs training compute,
+    mean over seeds with a min–max band. A loss is split by family: NAR's val/loss (masked CE + length loss) never
+    shares the AR cross-entropy's axis; a run without its task's validation metric falls back to val/loss."""
+    from ..plots import Series
+
+    panels, notes = defaultdict(list), []
+    for g in groups:
+        by_metric = defaultdict(list)
+        for m in g.members:
+            key = val_metric(m.record)
+            if not m.history.get(key):
+                key = "val/loss" if m.history.get("val/loss") else None
+            if key:
+                by_metric[key].append(m)
+        for key, ms in by_metric.items():
+            nar = family(ms[0].record) == "nar" and "loss" in key
+            panels[(key, nar)].append((g, ms))
+    out = {}
+    for (key, nar), entries in panels.items():
+        x = _x_axis([m for _, ms in entries for m in ms], key)
+        series = []
+        for g, ms in entries:
+            xs, ys, lo, hi = mean_curve(ms, key, x)
+            band = len(ms) > 1
+            series.append(Series(f"{g.label} (n={len(ms)})", g.arch, xs, ys, lo if band else None,
+                                 hi if band else None, marker=g.marker))
+        title = key + (" · NAR (masked CE + length loss)" if nar else "")
+        out[title] = (XLABEL[x], key, series)
+    if len({(k, n) for k, n in panels}) > 1 and any(n for _, n in panels):
+        notes.append("validation vs compute: NAR's val/loss (masked CE + length loss) is drawn on its own panel")
+    return out, notes
+
+
+def loss_panels(groups: list[Group]) -> dict:
+    """train/loss at every logged step, one line per seed, a panel per (task, family)."""
+    from ..plots import Series
+
+    panels = defaultdict(list)
+    for g in groups:
+        for m in g.members:
+            points = m.history.get("train/loss") or []
+            if points:
+                steps, values = zip(*points)
+                fam = family(m.record)
+                title = f"{m.record.get('task')} · " + ("NAR: masked CE + length loss" if fam == "nar" else "AR")
+                panels[title].append(Series(g.label, g.arch, list(steps), list(values), marker=g.marker))
+    return {t: ("training step", "train/loss", s) for t, s in panels.items()}
+
+
+def _sentence_stats(tokenize: str, rows: list[dict], order: int = 4):
+    """Per-sentence BLEU sufficient statistics (sys_len, ref_len, `order` matches, `order` totals), as sacreBLEU
+    counts them for a corpus, through its public sentence_score (effective_order changes only a sentence's own
+    score, not these counts)."""
+    import numpy as np
+    from sacrebleu.metrics import BLEU
+
+    counter = BLEU(tokenize=tokenize, effective_order=True, max_ngram_order=order)
+    out = []
+    for r in rows:
+        s = counter.sentence_score(str(r.get("hypothesis", "")), [str(r.get("reference", ""))])
+        out.append([s.sys_len, s.ref_len, *s.counts, *s.totals])
+    return np.array(out, dtype=np.int64).reshape(len(rows), 2 + 2 * order)
+
+
+def _bleu_of(metric, stats) -> float:
+    n = metric.max_ngram_order
+    t = [int(v) for v in stats]
+    return metric.compute_bleu(t[2:2 + n], t[2 + n:], t[0], t[1], smooth_method=metric.smooth_method,
+                               smooth_value=metric.smooth_value, effective_order=metric.effective_order,
+                               max_ngram_order=n).score
+
+
+def bucket_bleu_ci(runs: list[list[dict]], buckets, tokenize: str = "13a", n_bootstrap: int = N_BOOTSTRAP,
+                   seed: int = BOOTSTRAP_SEED) -> dict[str, dict]:
+    """{bucket: {"bleu": mean over runs of the bucket's corpus BLEU, "low", "high": 95 % bootstrap CI, "n":
+    sentences, "seeds": runs}} for the hypotheses.jsonl rows of one configuration's seeds (one variant each, the
+    same test sentences: matched by "id" when every row has one, else by position). Each resample draws the
+    bucket's sentences once for all seeds (default_rng(seed), as sacreBLEU does); the CI bounds are the sorted
+    resampled scores' n//40-th from each end, sacreBLEU's own rule."""
+    import numpy as np
+    from sacrebleu.metrics import BLEU
+
+    metric = BLEU(tokenize=tokenize)
+    if all("id" in r for rows in runs for r in rows):
+        common = set.intersection(*({r["id"] for r in rows} for rows in runs))
+        runs = [sorted((r for r in rows if r["id"] in common), key=lambda r: r["id"]) for rows in runs]
+    else:
+        n = min(map(len, runs))
+        runs = [rows[:n] for rows in runs]
+    stats = [_sentence_stats(tokenize, rows, metric.max_ngram_order) for rows in runs]
+    words = [len(str(r.get("source", "")).split()) for r in runs[0]]
+    out = {}
+    for lo, hi in buckets:
+        idx = np.array([i for i, w in enumerate(words) if lo <= w and (hi is None or w < hi)], dtype=np.int64)
+        if not len(idx):
+            continue
+        point = statistics.fmean(_bleu_of(metric, s[idx].sum(0)) for s in stats)
+        draws = np.random.default_rng(seed).choice(len(idx), size=(n_bootstrap, len(idx)), replace=True)
+        scores = sorted(statistics.fmean(_bleu_of(metric, s[idx[d]].sum(0)) for s in stats) for d in draws)
+        cut = n_bootstrap // 40
+        out[bucket_label((lo, hi))] = {"bleu": point, "low": scores[cut], "high": scores[n_bootstrap - cut - 1],
+                                       "n": len(idx), "seeds": len(runs)}
+    return out
+
+
+def bleu_series(groups: list[Group], buckets) -> dict[str, tuple[Group, str, dict]]:
+    """label -> (group, variant, bucket_bleu_ci) for every configuration and decoding variant with hypotheses."""
+    out = {}
+    for g in groups:
+        with_hyps = [m for m in g.members if m.hypotheses]
+        per_variant = defaultdict(list)
+        for m in with_hyps:
+            rows = defaultdict(list)
+            for h in m.hypotheses:
+                rows[hypothesis_variant(h.get("variant", ""))].append(h)
+            for v, rs in rows.items():
+                per_variant[v].append(rs)
+        for v, runs in per_variant.items():
+            label = g.label + ("" if v == "decode" else f" [{v.removeprefix('decode_')}]")
+            out[label] = (g, v, bucket_bleu_ci(runs, buckets, tokenize_of(with_hyps[0].record)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- drawing
+
+
+def draw_figures(members: list[Member], out: Path, buckets, metric: str | None = None) -> Figures:
+    """Every figure that applies to `members`, as PNGs in `out`; see the module docstring."""
+    from .. import plots
+
+    figs, groups = Figures(), groups_of(members)
+
+    def keep(name: str, plot) -> None:
+        figs.plots[name], figs.drawn[name] = plot.path, plot.series
+
+    if not groups:
+        return figs
+    out.mkdir(parents=True, exist_ok=True)
+    headline = {headline_of(r, metric) for g in groups for r in g.records}
+    name = headline.pop() if len(headline) == 1 else "headline metric"
+    points = throughput_points(groups, metric)
+    if points:
+        keep("quality_vs_throughput", plots.quality_vs_throughput(points, name, out / "quality_vs_throughput.png"))
+    bars = device_bars(groups)
+    if bars:
+        keep("throughput_by_device", plots.throughput_by_device(bars, out / "throughput_by_device.png"))
+
+    panels, quality, higher = latency_panels(groups, metric)
+    if panels:
+        keep("quality_vs_latency", plots.quality_vs_latency(panels, quality, higher, out / "quality_vs_latency.png"))
+    lat, thr, figs.crossings, fam = batch_curves(groups)
+    nar = any(family(r) == "nar" for g in groups for r in g.records)
+    if lat and {"nar", "ar"} <= set(fam.values()):
+        keep("ar_vs_nar_batch", plots.latency_vs_batch(lat, thr, figs.crossings, out / "ar_vs_nar_batch.png"))
+    elif nar:
+        figs.notes.append("AR vs NAR over batch sizes: skipped, the sweep's AR and NAR runs do not both have "
+                          "inference[variant].by_batch rows (results.json from before the honest benchmark?)")
+
+    val, notes = validation_panels(groups)
+    figs.notes += notes
+    if val:
+        keep("validation_vs_compute", plots.curves(val, "validation metric vs training compute (mean over seeds, "
+                                                        "band: min–max)", out / "validation_vs_compute.png"))
+    losses = loss_panels(groups)
+    if losses:
+        keep("training_curves", plots.curves(losses, "training loss (every logged step, one line per seed)",
+                                             out / "training_curves.png"))
+    else:
+        figs.notes.append("training curves: skipped, no record['history'] and no csv/metrics.csv in any run")
+
+    bleu = bleu_series(groups, buckets)
+    if bleu:
+        series = [plots.Series(label, g.arch, list(ci), [c["bleu"] for c in ci.values()],
+                               [c["low"] for c in ci.values()], [c["high"] for c in ci.values()], marker=g.marker,
+                               dashed=v != "decode") for label, (g, v, ci) in bleu.items()]
+        sizes = defaultdict(set)
+        for _, _, ci in bleu.values():
+            for b, c in ci.items():
+                sizes[b].add(c["n"])
+        counts = {b: (str(min(n)) if len(n) == 1 else f"{min(n)}–{max(n)}") for b, n in sizes.items()}
+        keep("bleu_by_length", plots.bleu_by_length_plot(series, counts, out / "bleu_by_length.png"))
+        figs.bleu_by_length_ci = {label: ci for label, (_, _, ci) in bleu.items()}
+        figs.bleu_by_length = {label: {b: c["bleu"] for b, c in ci.items()} for label, ci in figs.bleu_by_length_ci.items()}
+    elif any(r.get("task") == "translation" for g in groups for r in g.records):
+        figs.notes.append("BLEU by source length: skipped, no run dir has hypotheses.jsonl")
+    return figs
