@@ -31,7 +31,6 @@ from .collect import Member
 
 VAL_BY_TASK = {"translation": "val/bleu", "classification": "val/accuracy", "lm": "val/loss"}
 LOWER_IS_BETTER = ("loss", "perplexity", "ppl", "wer", "ter", "error", "latency")
-LABEL_FIELDS = ("task", "data", "size", "decode", "arch_params", "device")  # named in a label when they differ
 N_BOOTSTRAP, BOOTSTRAP_SEED = 1000, 12345  # sacreBLEU's defaults (SACREBLEU_SEED)
 
 
@@ -95,65 +94,21 @@ def hypothesis_variant(name: str) -> str:
     return "decode" if name in ("", "decode") else f"decode_{name.removeprefix('decode_')}"
 
 
-# config keys that do not change the experiment (where it runs, what it logs), left out of a configuration
-IGNORED = ("seed", "logger", "hydra", "threads", "samples", "progress_every_s", "checkpoint_every_n_steps",
-           "results_file", "attention", "callbacks", "gpu", "bench", "data.cache_dir", "data.root")
-COVERED = ("arch.", "decode.", "size.name", "task.name", "data.name")  # already named by config_of's fields
-
-
-def settings(record: dict) -> dict[str, str]:
-    """The resolved config (results.json "config") flattened to dotted keys, less IGNORED: two runs that differ
-    in optim.lr or size.d_model are two configurations even with one size name."""
-    out = {}
-
-    def walk(d, prefix):
-        for k, v in d.items():
-            key = f"{prefix}{k}"
-            if key in IGNORED:
-                continue
-            if isinstance(v, dict) and v:
-                walk(v, key + ".")
-            else:
-                out[key] = str(v)
-
-    walk(record.get("config") or {}, "")
-    return out
-
-
 def groups_of(members: list[Member]) -> list[Group]:
-    """Finished members by configuration (src/report/aggregate.py config_of and every other setting, `settings`),
-    each labelled by its arch and by what differs between the configurations (task, data, size, device; decode,
-    arch params and other settings where they differ between configurations of one arch), with one marker per
-    configuration of an arch."""
-    by_key: dict[tuple, list[Member]] = defaultdict(list)
-    for m in members:
-        if m.record:
-            by_key[(*config_of(m.record).values(), *sorted(settings(m.record).items()))].append(m)
-    configs = {key: {**config_of(ms[0].record), **settings(ms[0].record)} for key, ms in by_key.items()}
-    arches = {str(c["arch"]) for c in configs.values()}
-    keys = list(dict.fromkeys(k for c in configs.values() for k in c if k not in config_of({})))
-
-    def varies(f, arch=None) -> bool:
-        return len({str(c.get(f)) for c in configs.values() if arch is None or str(c["arch"]) == arch}) > 1
-
-    # decode, arch params and settings differ between archs anyway: named when they differ within an arch
-    fields = [f for f in LABEL_FIELDS if any(varies(f, a) for a in arches)
-              or (f not in ("decode", "arch_params") and varies(f))]
-    fields += [k for k in keys if not k.startswith(COVERED) and any(varies(k, a) for a in arches)]
-    groups, per_arch = [], defaultdict(int)
+    """Finished members by configuration, exactly as the report's tables group them (src/report/identity.py: the
+    resolved config minus the seed and what does not change the experiment), each labelled by its arch and the
+    identity's distinguishing keys ("encdec optim.lr=0.001"), with one marker per configuration of an arch."""
     from ..plots import MARKERS
+    from .identity import group
 
-    for key, ms in sorted(by_key.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        c = configs[key]
-        arch = str(c["arch"])
-
-        def name(fields):
-            parts = [f"({c[f]})" if f == "arch_params" else f" {c[f]}" if f in LABEL_FIELDS else f" {f}={c.get(f)}"
-                     for f in fields if c.get(f) not in (None, "")]
-            return arch + "".join(parts)
-
-        groups.append(Group(name(fields), arch, MARKERS[per_arch[arch] % len(MARKERS)], str(c["device"]),
-                            name([f for f in fields if f != "device"]), ms))
+    finished = {id(m.record): m for m in members if m.record}
+    groups, per_arch = [], defaultdict(int)
+    for label, _, records in sorted(group([m.record for m in finished.values()]), key=lambda g: str(g[0])):
+        arch = str(config_of(records[0])["arch"])
+        parts = [p for p in label.split() if not p.startswith("arch=")]
+        base = " ".join([arch, *(p for p in parts if not p.startswith("device="))])
+        groups.append(Group(" ".join([arch, *parts]), arch, MARKERS[per_arch[arch] % len(MARKERS)],
+                            str(config_of(records[0])["device"]), base, [finished[id(r)] for r in records]))
         per_arch[arch] += 1
     return groups
 
