@@ -95,6 +95,8 @@ def make_record(run: Configured, out: Produced) -> dict:
         "config": run.config,
         "cluster": cluster_info(run.cfg, out.trainer.world_size),  # SLURM job, node, requested GPU type
     }
+    if spec.task.name == "classification":  # predictions.jsonl's class indices, named
+        record["labels"] = module.dm.label_names
     if spec.task.name == "lm" and spec.data.name == "synthetic":
         record["perplexity_floor"] = lm_perplexity_floor(**OmegaConf.to_container(run.cfg.data.tasks.lm))
     return record

@@ -81,6 +81,7 @@ def test_classification_predictions_recompute_test_accuracy(tmp_path):
     assert [p["id"] for p in preds] == list(range(r["data_identity"]["sizes"]["test"]))
     accuracy = sum(p["label"] == p["prediction"] for p in preds) / len(preds)
     assert accuracy == pytest.approx(r["metrics"]["test/accuracy"], abs=1e-6)
+    assert len(r["labels"]) == len(preds[0]["probs"])  # the class indices, named in results.json
     for p in preds:
         assert sum(p["probs"]) == pytest.approx(1.0, abs=1e-5)
         assert max(range(len(p["probs"])), key=p["probs"].__getitem__) == p["prediction"]
