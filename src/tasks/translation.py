@@ -33,8 +33,9 @@ def teacher_forcing_pair(tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 class TranslationModule(TaskModule):
     """val_bleu (task.module.val_bleu, on by default): each validation also decodes a fixed subset of the validation
     set, `val_bleu_sentences` sentences spread over the source lengths (`spread_over_lengths`, seeded by data.seed:
-    the same sentences for every run, seed and arch of one data set; None or 0: the whole set), with the run's own
-    decoding (what the test headline uses), and logs val/bleu (corpus sacreBLEU with the run's tokenizer) against
+    the same sentences for every run, seed and arch of one data set; None or 0: the whole set), decoded greedily
+    for AR models (`val_decode`: cheap and deterministic, so beam or sampling runs select on the same footing; the
+    run's repetition controls kept) and with the run's own mask-predict passes for NAR, and logs val/bleu (corpus sacreBLEU with the run's tokenizer) against
     the raw validation references, as fairseq's --eval-bleu. It is the model-selection metric (task.val_metric):
     never val/loss, which for NAR adds a length loss. The subset is decoded apart from the validation batches, so
     trainer.limit_val_batches does not change which sentences are scored.
@@ -92,14 +93,19 @@ class TranslationModule(TaskModule):
         rows = spread_over_lengths(lengths, n, self.dm.seed) if n and n < len(lengths) else range(len(lengths))
         return sorted(rows, key=lambda i: (lengths[i], i))
 
+    @property
+    def val_decode(self):
+        """The decoding val/bleu uses: greedy for AR models (the run's other settings kept), the run's for NAR."""
+        return self.decode_cfg if self.nar else dataclasses.replace(self.decode_cfg, method="greedy")
+
     def validation_bleu(self) -> float:
-        """Corpus BLEU of the configured decoding on the `val_bleu_rows` against their raw references."""
+        """Corpus BLEU of `val_decode` on the `val_bleu_rows` against their raw references."""
         ds, rows, size = self.dm.splits["validation"].with_format(None), self.val_bleu_rows, self.dm.eval_batch_size
         hyps = {}
         with self.trainer.precision_plugin.forward_context():  # as the validation steps (bf16-mixed: autocast)
             for start in range(0, len(rows), size):
                 batch = self.dm.collate(list(ds.select(rows[start : start + size])))
-                hyps.update(self.hypotheses_of({k: v.to(self.device) for k, v in batch.items()}))
+                hyps.update(self.hypotheses_of({k: v.to(self.device) for k, v in batch.items()}, self.val_decode))
         refs = self.dm.raw["validation"]["tgt"]
         return translation_metrics([hyps[i] for i in rows], [refs[i] for i in rows], tokenize=self.bleu_tokenize)["bleu"]
 
