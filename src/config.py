@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 MISSING: Any = "???"  # omegaconf.MISSING: a value the composed config must set
 
 LM_PROMPT_TOKENS = 4  # <bos> + 3 tokens: the prompt of the LM task's samples and inference timing
+VAL_MODES = ("max", "min")
 DECODE_METHODS = {"ar": ("greedy", "beam", "sample"), "nar": ("mask_predict",)}
 
 
@@ -41,6 +42,8 @@ class TaskConfig:
     name: str = MISSING
     module: Any = MISSING  # partial LightningModule
     metric: str = MISSING  # headline metric, e.g. test/exact_match
+    val_metric: str = "val/loss"  # model selection: the task's headline on validation data (conf/task/: val/bleu, …)
+    val_mode: str = "min"  # max | min: whether a higher val_metric is better
     bleu_tokenize: Optional[str] = None  # translation: sacreBLEU tokenizer; null: from data.tgt_lang (zh, ja-mecab, …)
     train_steps: Optional[int] = None  # trainer.max_steps unless arch.train_steps has this task (conf/config.yaml)
 
@@ -49,6 +52,10 @@ class TaskConfig:
 
         error = check_bleu_tokenize(self.bleu_tokenize)
         _check(error is None, error or "")
+        _check(self.val_mode in VAL_MODES, f"task.val_mode={self.val_mode} is not valid; choose one of: "
+               f"{', '.join(VAL_MODES)}")
+        _check(str(self.val_metric).startswith("val/"), f"task.val_metric={self.val_metric} is not a validation "
+               "metric; choose a logged val/ metric (val/bleu, val/accuracy, val/loss, ...)")
 
 
 @dataclass
@@ -240,6 +247,7 @@ class RunConfig:
     seed: int = 0
     threads: Optional[int] = None  # torch CPU threads, one OpenMP pool (None: the physical cores)
     samples: int = 5  # decoded test examples printed and logged
+    select_best: bool = True  # test the best checkpoint by task.val_metric (callbacks.best_checkpoint); false: the last
     checkpoint_every_n_steps: int = 250  # periodic last.ckpt, so a kill without warning loses little (0: off)
     progress_every_s: float = 15.0  # one progress line in the log this often
     results_file: Optional[str] = None  # removed: a value set is refused in validate() (always results.json)
@@ -285,6 +293,9 @@ def validate(cfg: DictConfig) -> RunConfig:
     if task == "lm":
         _check(run.data.max_length >= LM_PROMPT_TOKENS, f"data.max_length={run.data.max_length} is too short for "
                f"task=lm: its samples use a {LM_PROMPT_TOKENS}-token prompt; use data.max_length >= {LM_PROMPT_TOKENS}")
+    if task == "translation" and run.task.val_metric == "val/bleu" and run.select_best:
+        _check(bool((run.task.module or {}).get("val_bleu")), "task.val_metric=val/bleu needs "
+               "task.module.val_bleu=true (model selection on validation BLEU); or select_best=false")
     _check(not run.attention.sentences or task == "translation",
            f"attention.sentences applies to task=translation only (this run is task={task})")
     if task != "classification" and arch.family in DECODE_METHODS:

@@ -4,7 +4,7 @@ Outputs section; the report reads them back (src/report/)."""
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -44,6 +44,7 @@ class Produced:
     heatmap: Path | None         # attention.png, when drawn
     device: torch.device         # where it trained and was timed
     wall: dict                   # wall seconds per stage: setup, fit, test, bench, total
+    validation: dict = field(default_factory=dict)  # model selection (src/selection.py): which checkpoint was tested
 
 
 def decode_summary(spec: RunConfig) -> dict:
@@ -77,6 +78,7 @@ def make_record(run: Configured, out: Produced) -> dict:
         "decode": decode_summary(spec),
         "headline_metric": spec.task.metric,
         "metrics": out.metrics,
+        "validation": out.validation,  # {"metric", "mode", "best", "best_step", "checkpoint", "tested_step"}
         "params": sum(p.numel() for p in out.model.parameters()),
         "train": train_summary(out),
         "history": out.history.history,
@@ -94,6 +96,8 @@ def make_record(run: Configured, out: Produced) -> dict:
         "config": run.config,
         "cluster": cluster_info(run.cfg, out.trainer.world_size),  # SLURM job, node, requested GPU type
     }
+    if spec.task.name == "classification":  # predictions.jsonl's class indices, named
+        record["labels"] = module.dm.label_names
     if spec.task.name == "lm" and spec.data.name == "synthetic":
         record["perplexity_floor"] = lm_perplexity_floor(**OmegaConf.to_container(run.cfg.data.tasks.lm))
     return record

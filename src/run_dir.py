@@ -40,6 +40,7 @@ RESULTS_FILE = "results.json"  # always <run_dir>/results.json (the config key r
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 PREVIOUS_CHECKPOINT = "prev.ckpt"  # the last.ckpt before the latest save
+BEST_CHECKPOINT = "best.ckpt"  # model selection (src/selection.py): what the test stage uses, never a resume point
 UNREADABLE = ".unreadable"  # an unreadable checkpoint is kept aside under its name + this suffix
 CREATED: set[Path] = set()  # run directories this process is about to create (RunGuard)
 log = logging.getLogger("archbench")
@@ -61,9 +62,10 @@ class RunDir:
         return "empty"
 
     def checkpoint_files(self) -> list[Path]:
-        """The checkpoints, the one to resume from first: last.ckpt, prev.ckpt, then any other, newest first."""
+        """The checkpoints to resume from, first choice first: last.ckpt, prev.ckpt, then any other, newest first
+        (not best.ckpt: an earlier step, kept for the test stage)."""
         named = [self.checkpoints / LAST_CHECKPOINT, self.checkpoints / PREVIOUS_CHECKPOINT]
-        others = sorted((p for p in self.checkpoints.glob("*.ckpt") if p not in named),
+        others = sorted((p for p in self.checkpoints.glob("*.ckpt") if p not in named and p.name != BEST_CHECKPOINT),
                         key=lambda p: p.stat().st_mtime, reverse=True)
         return [p for p in named if p.exists()] + others
 

@@ -1,5 +1,6 @@
 """One run, its stages read top to bottom (lightning-hydra-template's `train()`): data → model → trainer → fit
-(resuming from the run dir's checkpoint) → test → inference speed → artifacts → results.json (+ W&B, summary).
+(resuming from the run dir's checkpoint) → model selection (the best checkpoint on validation, src/selection.py) →
+test → inference speed → artifacts (per-example predictions) → results.json (+ W&B, summary).
 Each stage is a call into the module that owns it; the run directory's status.json says how far it got and how it
 ended (src/run_dir.py)."""
 from __future__ import annotations
@@ -30,9 +31,11 @@ from .errors import ConfigError, Diverged, Interrupted
 from .record import Configured, Produced, make_record
 from .results import write_results
 from .run_dir import LAST_CHECKPOINT, RunDir
+from .selection import BEST_CALLBACK, load_best, validation_record
 from .speed.deploy import run_ct2
 from .speed.inference import inference_report
 from .speed.runtime import compile_model, set_threads, warn_if_slow_bf16
+from .tasks.base import write_predictions
 from .tasks.translation import attention_examples, attention_for_sentences, write_hypotheses
 from .trained import build_run_datamodule
 
@@ -65,6 +68,7 @@ def train(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
         stop.check()
         mark(rd, trainer, "test")
         with timed(wall, "test"):
+            validation = select_model(trainer, module, spec, history)
             metrics = {k: float(v) for k, v in trainer.test(module, datamodule=dm, verbose=False)[0].items()}
         stop.check()
         device = trainer.strategy.root_device
@@ -79,7 +83,7 @@ def train(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
         heatmap = save_artifacts(module, spec, rd.path) if trainer.is_global_zero else None  # DDP: rank 0 writes
         wall["total"] = time.perf_counter() - started
         record = make_record(run, Produced(model, module, trainer, clock, history, metrics, inference, heatmap,
-                                           device, wall))
+                                           device, wall, validation=validation))
         if not trainer.is_global_zero:  # DDP: only rank 0 writes results and the summary
             return record
         rd.set_status("finished", step=trainer.global_step)  # before results.json: a reader that sees it sees both
@@ -140,12 +144,24 @@ def build_module(cfg: DictConfig, spec: RunConfig, dm):
     return model, module
 
 
+def select_model(trainer, module, spec: RunConfig, history: MetricHistory) -> dict:
+    """Model selection (src/selection.py): the best checkpoint's weights loaded for the test stage when there is one
+    (select_best), else the model as trained; results.json's "validation" record."""
+    metric, mode = spec.task.val_metric, spec.task.val_mode
+    selected = load_best(trainer, module, metric, mode) if spec.select_best else None
+    if selected is not None:
+        log.info(f"testing the best checkpoint by {metric} ({mode}): step {selected['best_step']} of "
+                 f"{trainer.global_step}, {metric} {selected['best']:.4g}")
+    return validation_record(metric, mode, selected, history.history, trainer.global_step)
+
+
 def configured_callbacks(cfg: DictConfig, rd: RunDir) -> list[L.Callback]:
-    """conf/callbacks/: each node with a `_target_`, instantiated (`callbacks.<name>=null` drops one). A
-    ModelCheckpoint without a dirpath writes into the run dir's checkpoints/."""
+    """conf/callbacks/: each node with a `_target_`, instantiated (`callbacks.<name>=null` drops one;
+    select_best=false drops `best_checkpoint`). A ModelCheckpoint without a dirpath writes into the run dir's
+    checkpoints/."""
     built = []
     for name, node in (cfg.get("callbacks") or {}).items():
-        if node is None:
+        if node is None or (name == BEST_CALLBACK and not cfg.get("select_best", True)):
             continue
         try:
             make = instantiate(node, _partial_=True)
@@ -197,8 +213,10 @@ def record_failure(e: BaseException, rd: RunDir, trainer, logger, stop: Graceful
 
 
 def save_artifacts(module, spec: RunConfig, run_dir: Path) -> Path | None:
-    """Translation: hypotheses.jsonl, attention.png (and attention_sentences.png); the heatmap's path."""
+    """Per-example test predictions: classification and LM predictions.jsonl; translation hypotheses.jsonl,
+    attention.png (and attention_sentences.png). Returns the heatmap's path."""
     if spec.task.name != "translation":
+        write_predictions(module, run_dir / "predictions.jsonl")
         return None
     from .plots import attention_heatmaps  # deferred: matplotlib, which only translation runs draw with
 

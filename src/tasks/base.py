@@ -1,6 +1,8 @@
-"""What every task's LightningModule shares: AdamW with linear warm-up and cosine decay, token counting."""
+"""What every task's LightningModule shares: AdamW with linear warm-up and cosine decay, token counting, and the
+per-example test predictions (`prediction_rows`, written to <run_dir>/predictions.jsonl by `write_predictions`)."""
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -61,6 +63,11 @@ class TaskModule(L.LightningModule):
         """The model's output token ids for `src` with the configured (or given) decoding."""
         return generate(self.model, src, decode or self.decode_cfg, max_new_tokens, fixed_length)
 
+    def prediction_rows(self) -> list[dict]:
+        """Per-example test predictions of the last test epoch, in test-set order, each with "id" (the raw test
+        row); [] for a task that writes its own file (translation: hypotheses.jsonl)."""
+        return []
+
     @property
     def decode_variants(self) -> dict[str, DecodeConfig]:
         """Decodings scored and timed, by metric prefix: the configured one ("")."""
@@ -81,3 +88,14 @@ def spread_over_lengths(lengths: list[int], n: int, seed: int) -> list[int]:
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     n, rng = min(n, len(order)), random.Random(seed)
     return [order[rng.randrange(len(order) * k // n, len(order) * (k + 1) // n)] for k in range(n)]
+
+
+def write_predictions(module: TaskModule, path) -> bool:
+    """<run_dir>/predictions.jsonl: one JSON line per test example (`module.prediction_rows()`); False, and no file,
+    when the task has none. The report's paired tests and bootstrap intervals read it back (src/report/)."""
+    rows = module.prediction_rows()
+    if not rows:
+        return False
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    return True

@@ -1,4 +1,6 @@
-"""Sequence classification: cross-entropy; accuracy and macro-F1 (torchmetrics)."""
+"""Sequence classification: cross-entropy; accuracy and macro-F1 (torchmetrics). Every test example's label,
+prediction and class probabilities go to <run_dir>/predictions.jsonl: {"id", "label", "prediction", "probs"}
+(class indices; results.json's data.json / "labels" name them), so test/accuracy = mean(label == prediction)."""
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -30,10 +32,18 @@ class ClassificationModule(TaskModule):
         metrics.update(logits, batch["label"])
         self.log_dict(metrics, batch_size=len(logits))
         if stage == "test":
-            self._predictions.update(zip(batch["index"].tolist(), logits.argmax(-1).tolist()))
+            rows, predicted = batch["index"].tolist(), logits.argmax(-1).tolist()
+            self._predictions.update(zip(rows, predicted))
+            probs = logits.detach().float().softmax(-1).tolist()
+            self._rows.update((i, {"id": i, "label": y, "prediction": p, "probs": q})
+                              for i, y, p, q in zip(rows, batch["label"].tolist(), predicted, probs))
 
     def on_test_epoch_start(self):
         self._predictions: dict[int, int] = {}  # raw test row -> predicted class
+        self._rows: dict[int, dict] = {}  # raw test row -> predictions.jsonl row
+
+    def prediction_rows(self) -> list[dict]:
+        return [self._rows[i] for i in sorted(getattr(self, "_rows", {}))]
 
     @property
     def predictions(self) -> dict[int, int]:

@@ -7,6 +7,7 @@ Every hypothesis goes to <run_dir>/hypotheses.jsonl. Cross-attention heatmaps: t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 
@@ -30,19 +31,25 @@ def teacher_forcing_pair(tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 
 class TranslationModule(TaskModule):
-    """val_bleu=True (task.module.val_bleu): each validation also decodes its batches and logs val/bleu against the
-    raw validation references (as fairseq's --eval-bleu), so BLEU can be followed against steps and wall time.
+    """val_bleu (task.module.val_bleu, on by default): each validation also decodes a fixed subset of the validation
+    set, `val_bleu_sentences` sentences spread over the source lengths (`spread_over_lengths`, seeded by data.seed:
+    the same sentences for every run, seed and arch of one data set; None or 0: the whole set), decoded greedily
+    for AR models (`val_decode`: cheap and deterministic, so beam or sampling runs select on the same footing; the
+    run's repetition controls kept) and with the run's own mask-predict passes for NAR, and logs val/bleu (corpus sacreBLEU with the run's tokenizer) against
+    the raw validation references, as fairseq's --eval-bleu. It is the model-selection metric (task.val_metric):
+    never val/loss, which for NAR adds a length loss. The subset is decoded apart from the validation batches, so
+    trainer.limit_val_batches does not change which sentences are scored.
     bleu_tokenize (task.bleu_tokenize): the sacreBLEU tokenizer; None: chosen from tgt_lang (data.tgt_lang), as
     sacreBLEU's CLI does (zh, ja-mecab / char, ko-mecab / char, else 13a). `metrics_signature` records the choice."""
 
-    def __init__(self, *args, val_bleu: bool = False, bleu_tokenize: str | None = None, tgt_lang: str | None = None,
-                 **kw):
+    def __init__(self, *args, val_bleu: bool = True, val_bleu_sentences: int | None = 256,
+                 bleu_tokenize: str | None = None, tgt_lang: str | None = None, **kw):
         super().__init__(*args, **kw)
         self.bleu_tokenize = bleu_tokenizer(tgt_lang, bleu_tokenize)
         self.metrics_signature = metric_signatures(self.bleu_tokenize)
         self.attention_record: dict = {}  # what the heatmaps drew (results.json -> artifacts)
         self.nar = getattr(self.model, "non_autoregressive", False)
-        self.val_bleu, self._val_hyps = val_bleu, {}
+        self.val_bleu, self.val_bleu_sentences = val_bleu, val_bleu_sentences
         self.hypotheses: dict[str, dict[int, str]] = {}  # variant -> raw test row -> detokenized hypothesis
 
     @property
@@ -72,15 +79,35 @@ class TranslationModule(TaskModule):
     def validation_step(self, batch, _):
         loss, n = self.loss(batch)
         self.log("val/loss", loss, batch_size=n)
-        if self.val_bleu and not self.trainer.sanity_checking:
-            self._val_hyps.update(self.hypotheses_of(batch))
 
     def on_validation_epoch_end(self):
-        if self._val_hyps:
-            refs, rows = self.dm.raw["validation"]["tgt"], sorted(self._val_hyps)
-            hyps, refs = [self._val_hyps[i] for i in rows], [refs[i] for i in rows]
-            self.log("val/bleu", translation_metrics(hyps, refs, tokenize=self.bleu_tokenize)["bleu"])
-        self._val_hyps = {}
+        if self.val_bleu and not self.trainer.sanity_checking:
+            self.log("val/bleu", self.validation_bleu())
+
+    @functools.cached_property
+    def val_bleu_rows(self) -> list[int]:
+        """The validation rows val/bleu scores, in source-length order: `val_bleu_sentences` spread over the
+        lengths (seeded by the data's seed, so fixed for a data set), or all of them."""
+        lengths = [len(x) for x in self.dm.splits["validation"].with_format(None)["src_ids"]]
+        n = self.val_bleu_sentences
+        rows = spread_over_lengths(lengths, n, self.dm.seed) if n and n < len(lengths) else range(len(lengths))
+        return sorted(rows, key=lambda i: (lengths[i], i))
+
+    @property
+    def val_decode(self):
+        """The decoding val/bleu uses: greedy for AR models (the run's other settings kept), the run's for NAR."""
+        return self.decode_cfg if self.nar else dataclasses.replace(self.decode_cfg, method="greedy")
+
+    def validation_bleu(self) -> float:
+        """Corpus BLEU of `val_decode` on the `val_bleu_rows` against their raw references."""
+        ds, rows, size = self.dm.splits["validation"].with_format(None), self.val_bleu_rows, self.dm.eval_batch_size
+        hyps = {}
+        with self.trainer.precision_plugin.forward_context():  # as the validation steps (bf16-mixed: autocast)
+            for start in range(0, len(rows), size):
+                batch = self.dm.collate(list(ds.select(rows[start : start + size])))
+                hyps.update(self.hypotheses_of({k: v.to(self.device) for k, v in batch.items()}, self.val_decode))
+        refs = self.dm.raw["validation"]["tgt"]
+        return translation_metrics([hyps[i] for i in rows], [refs[i] for i in rows], tokenize=self.bleu_tokenize)["bleu"]
 
     def translate(self, src: torch.Tensor, decode=None) -> torch.Tensor:
         d = decode or self.decode_cfg
@@ -115,13 +142,21 @@ class TranslationModule(TaskModule):
         return int(((out != PAD) & (out != EOS)).sum())
 
 
+def variant_name(prefix: str) -> str:
+    """hypotheses.jsonl's name of a decode variant, as results.json's `inference` keys: "" -> "decode" (the
+    headline decoding), "pass1/" -> "decode_pass1"."""
+    return "decode" + (f"_{prefix.rstrip('/')}" if prefix else "")
+
+
 def write_hypotheses(module: TranslationModule, path) -> None:
-    """One JSON line per test sentence per decode variant: {"variant", "source", "reference", "hypothesis"}."""
+    """One JSON line per test sentence per decode variant, in test-set order:
+    {"id" (raw test row), "variant" ("decode", "decode_pass1"), "source", "reference", "hypothesis"}."""
     src, tgt = list(module.dm.raw["test"]["src"]), list(module.dm.raw["test"]["tgt"])
     with open(path, "w", encoding="utf-8") as f:
         for name, hyps in module.hypotheses.items():
             for i in sorted(hyps):
-                row = {"variant": name, "source": src[i], "reference": tgt[i], "hypothesis": hyps[i]}
+                row = {"id": i, "variant": variant_name(name), "source": src[i], "reference": tgt[i],
+                       "hypothesis": hyps[i]}
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 

@@ -71,7 +71,9 @@ def test_eval_on_the_runs_test_files_and_on_other_files(trained):
     assert result["metrics"]["test/exact_match"] == record["metrics"]["test/exact_match"]
     assert [r["hypothesis"] for r in jsonl(own_dir / "hypotheses.jsonl")] == \
         [r["hypothesis"] for r in jsonl(run / "hypotheses.jsonl")]
-    assert result["data_identity"]["sizes"] == {"test": 60} and result["checkpoint"] == "checkpoints/last.ckpt"
+    # the run tested its best checkpoint (one validation, at the last step: the same weights); eval uses it too
+    assert result["data_identity"]["sizes"] == {"test": 60} and result["checkpoint"] == "checkpoints/best.ckpt"
+    assert record["validation"]["checkpoint"] == "best" and record["validation"]["tested_step"] == 300
 
     other = tool("eval", f"run_dir={run}", "data=parallel", f"data.root={tmp / 'other'}",
                  "data.tasks.translation.files.test=newtest", "eval.name=other")

@@ -170,7 +170,7 @@ def test_a_signal_saves_a_checkpoint_and_the_same_command_resumes(tmp_path, sign
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     r = json.loads((tmp_path / "results.json").read_text())
     assert r["train"]["steps"] == 400 and r["train"]["segments"] == 2
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.ckpt", "prev.ckpt"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt", "prev.ckpt"]
 
 
 def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):

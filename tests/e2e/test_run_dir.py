@@ -137,7 +137,7 @@ def _interrupted(run_dir: Path) -> None:
     proc.send_signal(signal.SIGCONT)
     proc.communicate(timeout=120)
     assert proc.returncode == 143
-    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"last.ckpt", "prev.ckpt"}
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} - {"best.ckpt"} == {"last.ckpt", "prev.ckpt"}
 
 
 def truncate(path: Path) -> None:
@@ -165,7 +165,7 @@ def test_a_truncated_checkpoint_falls_back_to_the_previous_one_and_none_readable
     assert len(said) == 1 and f"{run_dir / 'checkpoints' / 'last.ckpt'} is unreadable" in said[0], said
     assert f"resuming from the previous one, {run_dir / 'checkpoints' / 'prev.ckpt'}" in said[0]
     names = {p.name for p in (run_dir / "checkpoints").iterdir()}
-    assert names == {"last.ckpt", "prev.ckpt", "last.ckpt.unreadable"}, names  # the bad one kept aside
+    assert names == {"best.ckpt", "last.ckpt", "prev.ckpt", "last.ckpt.unreadable"}, names  # the bad one kept aside
 
 
 # ~10M parameters (120 MB with Adam's moments): a save takes a good fraction of a second; a short step
@@ -270,4 +270,4 @@ def test_a_run_killed_anywhere_resumes_to_the_same_test_metrics(tmp_path):
     record = finished_ok(out, run_dir, 60)
     assert record["metrics"] == reference["metrics"]  # the same model at the end: test/loss to the last bit
     assert record["train"]["tokens"] == reference["train"]["tokens"]
-    assert {p.name for p in ckpts.iterdir()} == {"last.ckpt", "prev.ckpt"}
+    assert {p.name for p in ckpts.iterdir()} == {"best.ckpt", "last.ckpt", "prev.ckpt"}

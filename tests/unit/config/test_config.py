@@ -108,7 +108,7 @@ def test_callbacks_group_composes_defaults_and_added_callbacks():
     cfg = compose("callbacks=with_early_stopping", "+callbacks.lr_monitor._target_="
                   "lightning.pytorch.callbacks.LearningRateMonitor", "optim.divergence_patience=3")
     spec = validate(cfg)
-    assert list(spec.callbacks) == ["divergence_guard", "progress_log", "model_checkpoint", "early_stopping",
-                                    "lr_monitor"]
+    assert list(spec.callbacks) == ["divergence_guard", "progress_log", "model_checkpoint", "best_checkpoint",
+                                    "early_stopping", "lr_monitor"]
     assert spec.callbacks["divergence_guard"]["patience"] == 3  # the run's own keys still set them
     assert spec.callbacks["early_stopping"]["monitor"] == "val/loss"

@@ -25,7 +25,7 @@ def test_nar_student_trains_on_the_teachers_translations(tmp_path):
     targets = json.loads(cached.read_text())
     assert len(targets) == 40 and all(isinstance(t, str) for t in targets)
     rows = [json.loads(x) for x in (tmp_path / "student" / "hypotheses.jsonl").read_text().splitlines()]
-    assert [r["variant"] for r in rows] == [""] * 8 + ["pass1/"] * 8  # NAR: every decoding's hypotheses
+    assert [r["variant"] for r in rows] == ["decode"] * 8 + ["decode_pass1"] * 8  # NAR: every decoding's hypotheses
     assert [r["reference"] for r in rows[:8]] == [line.upper() for line in lines[:8]]  # test references stay raw
     with pytest.raises(ConfigError, match="must be an autoregressive translation run"):
         distill(None, str(tmp_path / "student"), None)

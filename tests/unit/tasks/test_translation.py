@@ -40,7 +40,8 @@ def test_parallel_files_end_to_end_with_an_unknown_word(tmp_path):
     assert r["data_identity"]["sizes"] == {"train": 64, "validation": 10, "test": 8}  # debug: first 64 train
     assert r["data_identity"]["source"][0].endswith("corpus/train.en")
     rows = [json.loads(line) for line in (tmp_path / "run" / "hypotheses.jsonl").read_text().splitlines()]
-    assert len(rows) == 8 and {row["variant"] for row in rows} == {""}
+    assert len(rows) == 8 and {row["variant"] for row in rows} == {"decode"}
+    assert [row["id"] for row in rows] == list(range(8))  # the raw test rows, in test-set order
     assert rows[-1]["reference"] == "Ein roter Zeppelin ." and rows[-1]["source"] == "ein roter zeppelin ."
     hyps, refs = [row["hypothesis"] for row in rows], [row["reference"] for row in rows]
     assert r["metrics"]["test/bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score, rel=1e-6)  # float32 log
@@ -50,7 +51,8 @@ def test_parallel_files_end_to_end_with_an_unknown_word(tmp_path):
 
 def test_val_bleu_follows_training_and_matches_test_bleu_on_the_same_sentences(tmp_path):
     """task.module.val_bleu=true: val/bleu at every validation, next to the wall seconds (BLEU against wall time).
-    With validation = test sentences, the last validation (after the last step) scores what the test scores."""
+    With validation = test sentences, the validation of the checkpoint tested (the best) scores what the test
+    scores."""
     words = ["Hund", "Katze", "Haus", "Baum", "rot", "blau", "gross", "klein"]
     train = [" ".join(words[(i * k) % 8] for k in range(1, 5)) for i in range(100)]
     for stem, lines in (("train", train), ("valid", train[:8]), ("test", train[:8])):
@@ -61,5 +63,8 @@ def test_val_bleu_follows_training_and_matches_test_bleu_on_the_same_sentences(t
     h = r["history"]
     assert [s for s, _ in h["val/bleu"]] == [s for s, _ in h["val/loss"]] == [s for s, _ in h["wall_s"]] == [2, 4, 6]
     assert all(0 < a < b for (_, a), (_, b) in zip(h["wall_s"], h["wall_s"][1:]))
-    assert h["val/bleu"][-1][1] == pytest.approx(r["metrics"]["test/bleu"], abs=1e-3)
-    assert "val/bleu" not in run_main(tmp_path / "run2", "debug=fast", "logger=none")["history"]
+    v = r["validation"]
+    assert (v["metric"], v["checkpoint"]) == ("val/bleu", "best") and v["best"] == max(b for _, b in h["val/bleu"])
+    assert dict(h["val/bleu"])[v["tested_step"]] == pytest.approx(r["metrics"]["test/bleu"], abs=1e-3)
+    off = run_main(tmp_path / "run2", "debug=fast", "logger=none", "task.module.val_bleu=false", "select_best=false")
+    assert "val/bleu" not in off["history"]
