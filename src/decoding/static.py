@@ -33,8 +33,8 @@ from ..models.vocab import EOS, PAD
 
 MAX_LAYOUTS = 32  # buffer sets kept per model (one per batch size × max_len × source length)
 # greedy tokens per compiled call (greedy_block); 0 = off. Off by default: compiled, a block of 8 took 15× the
-# single step's compile time (742 s vs 48 s on the 2-core Xeon VM at load 15, tokens identical), more
-# than the per-call overhead it saves on a short workload
+# single step's compile time from a cold cache (742 s vs 48 s on the 2-core Xeon VM at load 15; 95 vs 71 s from
+# inductor's warm FX-graph cache), tokens identical; its steady-state gain is not yet measured on a quiet machine
 BLOCK_TOKENS = 0
 
 
