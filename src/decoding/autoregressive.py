@@ -67,12 +67,21 @@ def trim_pads(tokens: torch.Tensor) -> torch.Tensor:
     return tokens[..., : int(filled.max()) + 1 if filled.numel() else 1]
 
 
-def _search(model: IncrementalDecoder, src, max_new_tokens, choose, fixed_length=False, **repeats) -> torch.Tensor:
-    """One token per row per step, picked by `choose` from the constrained logits (greedy and sampling)."""
+def _search(model: IncrementalDecoder, src, max_new_tokens, choose, fixed_length=False, blocks=False,
+            **repeats) -> torch.Tensor:
+    """One token per row per step, picked by `choose` from the constrained logits (greedy and sampling).
+    blocks=True (greedy on a decoder with a `greedy_block`, no repetition controls): whole blocks of
+    `model.block_size` tokens come from one call each, the rest from the loop below; the same tokens."""
     logits, state = model.prefill(src, max_new_tokens)
     out = torch.full((src.size(0), max_new_tokens), PAD, dtype=torch.long, device=src.device)
     done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
-    for t in range(max_new_tokens):
+    start = 0
+    while blocks and start + model.block_size < max_new_tokens:  # the block's last step feeds a token still read
+        out[:, start : start + model.block_size], done, logits = model.greedy_block(logits, state, done, fixed_length)
+        start += model.block_size
+        if not fixed_length and bool(done.all()):
+            return trim_pads(out)
+    for t in range(start, max_new_tokens):
         tok = choose(forbid_special(constrain_repeats(logits, out[:, :t], **repeats), fixed_length)).masked_fill(done, PAD)
         out[:, t] = tok
         done |= tok == EOS
@@ -86,8 +95,16 @@ def _search(model: IncrementalDecoder, src, max_new_tokens, choose, fixed_length
 
 @torch.no_grad()
 def greedy(model: IncrementalDecoder, src, max_new_tokens=64, fixed_length=False, **repeats):
-    """ŷ_t = argmax_y P(y | ŷ_<t, x) at every step."""
-    return _search(model, src, max_new_tokens, lambda logits: logits.argmax(-1), fixed_length, **repeats)
+    """ŷ_t = argmax_y P(y | ŷ_<t, x) at every step. A decoder with `block_size` > 0 (static.StaticDecoder:
+    `greedy_block`, k steps and their argmaxes in one compiled graph) decodes block by block unless a repetition
+    control needs the history."""
+    blocks = getattr(model, "block_size", 0) > 0 and not repeats_on(**repeats)
+    return _search(model, src, max_new_tokens, lambda logits: logits.argmax(-1), fixed_length, blocks, **repeats)
+
+
+def repeats_on(no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0) -> bool:
+    """True when a repetition control is on (constrain_repeats then changes the logits)."""
+    return no_repeat_ngram_size > 0 or repetition_penalty != 1.0
 
 
 @torch.no_grad()

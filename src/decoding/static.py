@@ -28,9 +28,14 @@ import torch
 from torch import nn
 
 from ..models.incremental import LayerCache
-from ..models.vocab import PAD
+from .autoregressive import NEVER_GENERATED
+from ..models.vocab import EOS, PAD
 
 MAX_LAYOUTS = 32  # buffer sets kept per model (one per batch size × max_len × source length)
+# greedy tokens per compiled call (greedy_block); 0 = off. Off by default: compiled, a block of 8 took 15× the
+# single step's compile time from a cold cache (742 s vs 48 s on the 2-core Xeon VM at load 15; 95 vs 71 s from
+# inductor's warm FX-graph cache), tokens identical; its steady-state gain is not yet measured on a quiet machine
+BLOCK_TOKENS = 0
 
 
 class StaticKVCache:
@@ -112,16 +117,37 @@ def static_step(model, tok: torch.Tensor, state: StaticState) -> torch.Tensor:
     return model.lm_head(model.decoder.norm(x[:, -1]))
 
 
+def greedy_block(model, logits: torch.Tensor, state: StaticState, done: torch.Tensor, banned: torch.Tensor,
+                 steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`steps` greedy tokens from (N, V) `logits`, each fed back through `static_step`, as the search's own loop
+    (autoregressive._search) does them one by one:
+        ŷ = argmax(logits with −∞ at `banned`), <pad> where done;  done ∨= (ŷ = <eos>);  logits ← step(ŷ)
+    Returns the (N, steps) tokens, `done` and the logits of the next token. Compiled, the whole block is one graph:
+    one call, one guard check and one set of forward swaps per `steps` tokens instead of per token."""
+    tokens = []
+    for _ in range(steps):
+        tok = logits.index_fill(-1, banned, float("-inf")).argmax(-1).masked_fill(done, PAD)
+        done = done | (tok == EOS)
+        tokens.append(tok)
+        logits = static_step(model, tok, state)
+    return torch.stack(tokens, 1), done, logits
+
+
 class StaticDecoder:
     """autoregressive.IncrementalDecoder over static buffers; `compile=True` compiles the step
     (CUDA: mode="reduce-overhead", i.e. CUDA graphs; CPU: inductor's default mode)."""
 
-    def __init__(self, model, compile: bool = False):
+    def __init__(self, model, compile: bool = False, block_size: int = BLOCK_TOKENS):
         self._model = weakref.ref(model)  # weak: the per-model registry below must not keep the model alive
         self.cuda = model.lm_head.weight.is_cuda
-        self._step = static_step
+        self._step, self._block = static_step, greedy_block
         if compile:
             self._step = torch.compile(static_step, mode="reduce-overhead" if self.cuda else None)
+            self._block = torch.compile(greedy_block)
+        self._banned: dict[tuple, torch.Tensor] = {}
+        # greedy tokens per `greedy_block` call (0: none; the search then steps token by token). CPU only: a block
+        # under CUDA graphs would need its own care of the graph's outputs, and is untested
+        self.block_size = 0 if self.cuda else block_size
         self._pool: dict[tuple, list[torch.Tensor]] = {}  # buffers by layout, reused across calls
         self._linears = [] if self.cuda else [
             m for m in model.decoder.layers.modules() if isinstance(m, nn.Linear)] + [model.lm_head]
@@ -190,7 +216,8 @@ class StaticDecoder:
         state.pos = self._adopt([torch.tensor([s.pos], device=src.device)])[0]
         return (self.step(prompt[:, 0], state) if logits is None else logits), state
 
-    def step(self, tok: torch.Tensor, state: StaticState) -> torch.Tensor:
+    def _run(self, fn, *args):
+        """fn(model, *args) with each Linear's forward swapped for its decode_linear one (CPU)."""
         if self.cuda:
             torch.compiler.cudagraph_mark_step_begin()
         if self._linears:
@@ -198,11 +225,23 @@ class StaticDecoder:
                      else self._linears[0].weight.dtype)
             for lin, forward in zip(self._linears, self._forwards_for(dtype)):  # the instance dict directly:
                 vars(lin)["forward"] = forward  # nn.Module's __setattr__/__delattr__ cost time at every step
-        try:  # every step is guarded: a new batch size, source length or dtype compiles its graph, never a wrong one
-            return self._step(self.model, tok, state)
+        try:  # every call is guarded: a new batch size, source length or dtype compiles its graph, never a wrong one
+            return fn(self.model, *args)
         finally:
             for lin in self._linears:
                 del vars(lin)["forward"]  # back to nn.Linear.forward
+
+    def step(self, tok: torch.Tensor, state: StaticState) -> torch.Tensor:
+        return self._run(self._step, tok, state)
+
+    def greedy_block(self, logits: torch.Tensor, state: StaticState, done: torch.Tensor,
+                     fixed_length: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`block_size` greedy tokens in one call (module-level `greedy_block`; the search's bans: <pad>, <bos>,
+        <mask>, and <eos> with fixed_length). The search calls it only when `block_size` > 0."""
+        key = (logits.device, fixed_length)
+        if key not in self._banned:
+            self._banned[key] = torch.tensor(NEVER_GENERATED + ([EOS] if fixed_length else []), device=logits.device)
+        return self._run(self._block, logits, state, done, self._banned[key], self.block_size)
 
     def reorder_state(self, state: StaticState, index: torch.Tensor) -> None:
         """Row i becomes old row index[i] (beam search): in place, or into pooled buffers when the batch size
@@ -220,12 +259,13 @@ class StaticDecoder:
 _decoders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def static_decoder(model, compile: bool = False) -> StaticDecoder:
-    """The model's StaticDecoder (one per model and compile flag, so compiled graphs and buffers are reused)."""
+def static_decoder(model, compile: bool = False, block_size: int = BLOCK_TOKENS) -> StaticDecoder:
+    """The model's StaticDecoder (one per model, compile flag and greedy block size, so compiled graphs and buffers
+    are reused)."""
     per_model = _decoders.setdefault(model, {})
-    if compile not in per_model:
-        per_model[compile] = StaticDecoder(model, compile)
-    return per_model[compile]
+    if (compile, block_size) not in per_model:
+        per_model[compile, block_size] = StaticDecoder(model, compile, block_size)
+    return per_model[compile, block_size]
 
 
 def supports_static(model) -> bool:

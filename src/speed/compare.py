@@ -24,7 +24,7 @@ from ..decoding import generate
 from ..models.vocab import BOS, PAD
 from . import peers
 from .flops import matmul_peak, train_flops
-from .timing import interleaved, machine, spread_of
+from .timing import cpu_line, interleaved, machine, spread_of
 
 FIRST_ID = 5  # ids below are the special tokens
 
@@ -181,7 +181,8 @@ def _inference_row(spec, models: dict, method: str, b: int, mode: str, src) -> d
     for name, ts in times.items():
         sec = statistics.median(ts)
         row[name] = {"ms_per_sentence": 1000 * sec / b, "ms_per_token": 1000 * sec / max(1, counts[name]),
-                     "tokens_per_s": counts[name] / sec, "output_tokens": counts[name] / b, "spread": spread_of(ts)}
+                     "tokens_per_s": counts[name] / sec, "output_tokens": counts[name] / b, "spread": spread_of(ts),
+                     "threads": torch.get_num_threads()}
     if "hf" in row:  # speed ratio: tokens/s (the same count in fixed mode)
         row["ratio"] = row["ours"]["tokens_per_s"] / row["hf"]["tokens_per_s"] if counts["hf"] else None
     return row
@@ -253,7 +254,11 @@ def markdown(result: dict) -> str:
               f"load {m['load_avg_1min']:.2f} · {m.get('allocator', '?')} malloc · {s['precision']} · "
               f"{_compiled(s)}")
     params = f"params: ours {result['params']['ours']:,}" + (f" · {peer} {result['params']['hf']:,}" if peer else "")
-    lines = [header, f"{params} · peak matmul fp32 {result['peak_flops']['fp32'] / 1e9:.0f} GFLOP/s, bf16 "
+    if m.get("cpu"):  # bench.json from before the machine line has none
+        header += f"\n\nmachine: {cpu_line(m['cpu'])} · threads: ours {_threads(result, 'ours')}" + (
+            f", {peer} {_threads(result, 'hf')}" if peer else "") + (
+            f", CT2 {_threads(result, 'ct2')}" if _ct2_quantizations(result) else "")
+    lines = [header, "", f"{params} · peak matmul fp32 {result['peak_flops']['fp32'] / 1e9:.0f} GFLOP/s, bf16 "
              f"{result['peak_flops']['bf16'] / 1e9:.0f} GFLOP/s", ""]
     vs = [f"{peer} tokens/s", f"ratio ours/{peer}"] if peer else []
     t = result["train"]
@@ -286,6 +291,13 @@ def markdown(result: dict) -> str:
     elif (result.get("ct2") or {}).get("skipped"):
         lines += ["", f"CTranslate2: {result['ct2']['skipped']}."]
     return "\n".join(lines) + "\n"
+
+
+def _threads(result: dict, engine: str) -> str:
+    """The thread counts `engine` ("ours", "hf", "ct2": every quantization) was timed at, over the inference rows."""
+    counts = sorted({e["threads"] for r in result["inference"] for k, e in r.items() if isinstance(e, dict)
+                     and (k == engine or k.startswith(f"{engine}_")) and e.get("threads") is not None})
+    return "/".join(map(str, counts)) or str(result["machine"].get("threads", "?"))
 
 
 def _ct2_quantizations(result: dict) -> list[str]:

@@ -84,6 +84,31 @@ def test_static_step_follows_weight_updates(compile):
     assert not any("forward" in vars(m) for m in model.modules())  # nn.Linear.forward restored after each step
 
 
+@pytest.mark.parametrize("cls", MODELS)
+@pytest.mark.parametrize("max_new_tokens,fixed", [(4, True), (13, True), (24, False)])
+def test_greedy_blocks_give_the_token_by_token_tokens(cls, max_new_tokens, fixed):
+    """Greedy in blocks of k tokens per call (greedy_block; the rest token by token when k does not divide the
+    length, a block never steps past the last token read) gives the step-by-step search's tokens, with rows that
+    finish early and with <eos> banned; a repetition control makes greedy step token by token."""
+    model, src = model_and_src(cls)
+    blocks, steps = StaticDecoder(model, block_size=3), StaticDecoder(model, block_size=0)
+    eager = greedy(model, src, max_new_tokens, fixed)
+    assert torch.equal(greedy(blocks, src, max_new_tokens, fixed), eager)
+    assert torch.equal(greedy(steps, src, max_new_tokens, fixed), eager)
+    assert torch.equal(greedy(blocks, src, max_new_tokens, fixed, repetition_penalty=1.5),
+                       greedy(model, src, max_new_tokens, fixed, repetition_penalty=1.5))
+
+
+def test_greedy_blocks_stop_once_every_row_finished():
+    """A block that ends with every row finished ends the search: the output is cut as the step-by-step one is."""
+    model, src = model_and_src(EncoderDecoder)
+    with torch.no_grad():  # the decoder's output is the final norm's bias, whose logit is highest at <eos>
+        model.decoder.norm.weight.zero_(), model.decoder.norm.bias.fill_(1.0)
+        model.lm_head.weight.zero_(), model.lm_head.weight[EOS].fill_(1.0)
+    out = greedy(StaticDecoder(model, block_size=3), src, 30)
+    assert torch.equal(out, greedy(model, src, 30)) and out.shape == (src.size(0), 1)
+
+
 def test_static_step_under_bf16_autocast_reads_bf16_copies():
     """Under bf16 autocast the step streams bf16 copies of the weights (half the bytes); its greedy tokens are the
     eager autocast path's up to bf16 rounding (the two round in different orders), and the fp32 copies are kept."""

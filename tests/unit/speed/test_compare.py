@@ -24,6 +24,10 @@ def test_bench_cli_writes_json_and_markdown_with_ratios(tmp_path):
         assert all(r["ours"]["output_tokens"] == r["hf"]["output_tokens"] == 4 for r in fixed)
         assert "ratio ours/BART" in (tmp_path / "bench.md").read_text()
     assert result["train"]["ours"]["mfu"] > 0 and result["machine"]["threads"] >= 1
+    # the machine line: CPU, ISA flags, L3, cores, and the thread count of every engine beside its timing
+    assert result["machine"]["cpu"]["model"] and "isa" in result["machine"]["cpu"]
+    assert all(r["ours"]["threads"] == result["machine"]["threads"] for r in rows)
+    assert f"· threads: ours {result['machine']['threads']}" in (tmp_path / "bench.md").read_text()
 
 
 def test_bench_fast_paths_without_peers(tmp_path):
