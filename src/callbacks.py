@@ -237,6 +237,21 @@ class GracefulStop(L.Callback):
             log.info(f"requeue of SLURM job {job}: " + ("done" if done.returncode == 0 else done.stderr.strip()))
 
 
+class FinalCheckpoint(L.Callback):
+    """At the end of training, save `checkpoint` (last.ckpt) from the final weights: the periodic save
+    (`checkpoint_every_n_steps`) may be steps older, and eval, translate, export and a distillation teacher load the
+    run's checkpoint, not the weights the run itself tested with `select_best=false`."""
+
+    def __init__(self, checkpoint: Path):
+        self.checkpoint = Path(checkpoint)
+
+    def on_train_end(self, trainer, *_):
+        saved = {getattr(c, "_last_global_step_saved", None) for c in trainer.checkpoint_callbacks
+                 if getattr(c, "save_last", False)}
+        if trainer.global_step not in saved:
+            trainer.save_checkpoint(self.checkpoint)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Every checkpoint write (periodic, on a signal, `trainer.save_checkpoint`) through `run_dir.save_checkpoint`:
     a temp file in the checkpoint's own directory, fsynced, renamed; the previous last.ckpt kept as prev.ckpt.

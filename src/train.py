@@ -25,7 +25,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from . import loggers
-from .callbacks import AtomicCheckpointIO, GracefulStop, MetricHistory, ResumedHistory, StageMarker, TrainClock
+from .callbacks import (AtomicCheckpointIO, FinalCheckpoint, GracefulStop, MetricHistory, ResumedHistory, StageMarker,
+                        TrainClock)
 from .config import RunConfig
 from .errors import ConfigError, Diverged, Interrupted
 from .record import Configured, Produced, make_record
@@ -58,7 +59,8 @@ def train(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
     rd.set_status("running", run_key=run.key, wandb_id=wandb_id, stage="setup")
     logger = loggers.build_logger(spec.logger, rd.path, {**run.config, "run_key": run.key}, wandb_id)
     stop, clock, history = GracefulStop(rd.checkpoints / LAST_CHECKPOINT), TrainClock(), MetricHistory()
-    trainer = build_trainer(cfg, rd, logger, [stop, clock, history, ResumedHistory(logger), StageMarker(rd)])
+    trainer = build_trainer(cfg, rd, logger, [stop, clock, history, ResumedHistory(logger), StageMarker(rd),
+                                                    FinalCheckpoint(rd.checkpoints / LAST_CHECKPOINT)])
     warn_if_slow_bf16(trainer.precision, trainer.strategy.root_device)
     wall["setup"] = time.perf_counter() - started
     stop.install()

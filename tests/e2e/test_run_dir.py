@@ -271,3 +271,16 @@ def test_a_run_killed_anywhere_resumes_to_the_same_test_metrics(tmp_path):
     assert record["metrics"] == reference["metrics"]  # the same model at the end: test/loss to the last bit
     assert record["train"]["tokens"] == reference["train"]["tokens"]
     assert {p.name for p in ckpts.iterdir()} == {"best.ckpt", "last.ckpt", "prev.ckpt"}
+
+
+def test_last_checkpoint_holds_the_final_weights(tmp_path):
+    """max_steps not a multiple of checkpoint_every_n_steps: the periodic save (step 5) is older, yet last.ckpt holds
+    the final step, which eval, translate and a distillation teacher load."""
+    import torch
+
+    from tests.conftest import run_main
+
+    run_dir = tmp_path / "run"
+    run_main(run_dir, *TINY, "trainer.max_steps=7", "checkpoint_every_n_steps=5", "select_best=false")
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 7
