@@ -89,8 +89,11 @@ class SizeConfig:
     n_layers: int = MISSING
     d_ff: int = MISSING
     dropout: float = 0.1
+    target_params: Optional[float] = None  # matched size: d_model solved for this many params ±5 % (src/sizing.py)
 
     def __post_init__(self):
+        _check(self.target_params is None or self.target_params > 0,
+               f"size.target_params={self.target_params} must be a positive parameter count (or null)")
         _check(self.d_model > 0 and self.n_heads > 0 and self.n_layers > 0 and self.d_ff > 0,
                f"size={self.name}: d_model, n_heads, n_layers and d_ff must be positive")
         _check(self.d_model % self.n_heads == 0,
