@@ -150,6 +150,26 @@ class TrainConfig:
 
 
 @dataclass
+class BudgetConfig:
+    """How long a run trains (src/budget.py): trainer.max_steps (tokens and flops null), or until it has trained on
+    `tokens` tokens or spent `flops` training FLOPs (3 × forward, src/speed/flops.py); `val_points` validations
+    a run when trainer.val_check_interval is null."""
+
+    tokens: Optional[float] = None
+    flops: Optional[float] = None
+    val_points: int = 8
+
+    def __post_init__(self):
+        _check(self.tokens is None or self.flops is None,
+               f"budget.tokens={self.tokens:g} and budget.flops={self.flops:g} are both set; set one (or neither: "
+               "trainer.max_steps)" if self.tokens is not None and self.flops is not None else "")
+        for name in ("tokens", "flops"):
+            value = getattr(self, name)
+            _check(value is None or value > 0, f"budget.{name}={value} must be > 0 (or null)")
+        _check(self.val_points >= 1, f"budget.val_points={self.val_points} must be >= 1")
+
+
+@dataclass
 class BenchConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32, 128])  # capped by the test set size
     latency_sentences: int = 16  # sentences timed one at a time (batch 1)
@@ -233,6 +253,7 @@ class RunConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     logger: LoggerConfig = MISSING

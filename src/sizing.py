@@ -65,9 +65,9 @@ def match_size(make: Callable[..., torch.nn.Module], shape: dict, target: float,
     return solved, record
 
 
-def build(cfg, spec, vocab_size: int, n_classes: int) -> tuple[torch.nn.Module, dict | None]:
-    """The run's nn.Module at its configured size, or at the size solved for `size.target_params`; and the
-    "size_match" record (None without a target). A finished run is rebuilt through here too (src/trained.py):
+def build(cfg, spec, vocab_size: int, n_classes: int) -> tuple[torch.nn.Module, dict, dict | None]:
+    """The run's nn.Module at its configured size, or at the size solved for `size.target_params`; its shape; and
+    the "size_match" record (None without a target). A finished run is rebuilt through here too (src/trained.py):
     the solve is deterministic given the run's vocabulary."""
     from hydra.utils import instantiate
 
@@ -76,4 +76,4 @@ def build(cfg, spec, vocab_size: int, n_classes: int) -> tuple[torch.nn.Module, 
     shape, match = shape_of(spec.size.__dict__), None
     if spec.size.target_params is not None:
         shape, match = match_size(make, shape, spec.size.target_params, spec.arch.name)
-    return make(**shape), match
+    return make(**shape), shape, match

@@ -22,7 +22,8 @@ def sized(arch, task, *overrides):
 @pytest.mark.parametrize("arch,task", PAIRS)
 def test_a_size_target_lands_within_5_percent_for_every_arch(arch, task):
     cfg, spec = sized(arch, task, "size.target_params=3e5")
-    model, match = build(cfg, spec, VOCAB, 2 if task == "classification" else 0)
+    model, shape, match = build(cfg, spec, VOCAB, 2 if task == "classification" else 0)
+    assert shape["d_model"] == match["solved"]["d_model"]
     params = sum(p.numel() for p in model.parameters())  # the real model, not the meta one the solver counted
     assert match["params"] == params
     assert abs(params / 3e5 - 1) <= 0.05 and match["rel_error"] == pytest.approx(params / 3e5 - 1)
@@ -32,13 +33,13 @@ def test_a_size_target_lands_within_5_percent_for_every_arch(arch, task):
 
 
 def test_the_archs_differ_in_width_at_one_size():
-    widths = {a: build(*sized(a, t, "size.target_params=3e5"), VOCAB, 2)[1]["solved"]["d_model"] for a, t in PAIRS}
+    widths = {a: build(*sized(a, t, "size.target_params=3e5"), VOCAB, 2)[2]["solved"]["d_model"] for a, t in PAIRS}
     assert widths["rnn_attn"] < widths["decoder"]  # the RNN spends more parameters per unit of width
 
 
 def test_without_a_target_the_size_is_the_configured_one():
     cfg, spec = sized("encdec", "translation")
-    model, match = build(cfg, spec, VOCAB, 0)
+    model, _, match = build(cfg, spec, VOCAB, 0)
     assert match is None and model.encoder.embed.d_model == 64
 
 
