@@ -82,7 +82,8 @@ def make_plan(spec, dm, shape: dict, trainer_cfg: dict) -> Plan:
     lengths = train_lengths(dm)
     fpt = flops_per_token(arch, task, shape, spec.arch.params, dm.vocab_size, dm.n_classes, lengths)
     if b.tokens is None and b.flops is None:
-        kind, value, tokens, max_steps = "steps", trainer_cfg.get("max_steps", -1), None, trainer_cfg.get("max_steps", -1)
+        max_steps = trainer_cfg.get("max_steps", -1)
+        kind, value, tokens = "steps", max_steps, None
     else:
         kind, value = ("tokens", b.tokens) if b.tokens is not None else ("flops", b.flops)
         tokens = value if kind == "tokens" else value / fpt

@@ -32,9 +32,9 @@ from .errors import ConfigError, Diverged, Interrupted
 from .record import Configured, Produced, make_record
 from .results import write_results
 from .run_dir import LAST_CHECKPOINT, RunDir
+from .sizing import build as build_model
 from .speed.deploy import run_ct2
 from .speed.inference import inference_report
-from .sizing import build as build_model
 from .speed.runtime import compile_model, set_threads, warn_if_slow_bf16
 from .tasks.translation import attention_examples, attention_for_sentences, write_hypotheses
 from .trained import build_run_datamodule

@@ -59,8 +59,10 @@ def cases():
     kw = dict(vocab_size=V, d_model=D, n_heads=H, n_layers=L, d_ff=F, dropout=0.0)
     cases = {
         "encdec": (lambda: explicit(EncoderDecoder(**kw))(src, tgt), forward_flops("encdec", D, F, L, V, B, S, T)),
-        "decoder/translation": (lambda: explicit(PrefixLM(**kw))(src, tgt), forward_flops("decoder", D, F, L, V, B, S, T)),
-        "decoder/lm": (lambda: explicit(DecoderLM(**kw))(seq), forward_flops("decoder", D, F, L, V, B, S, 0, task="lm")),
+        "decoder/translation": (lambda: explicit(PrefixLM(**kw))(src, tgt),
+                                forward_flops("decoder", D, F, L, V, B, S, T)),
+        "decoder/lm": (lambda: explicit(DecoderLM(**kw))(seq),
+                       forward_flops("decoder", D, F, L, V, B, S, 0, task="lm")),
         "decoder/classification": (lambda: explicit(DecoderClassifier(n_classes=C, **kw))(seq),
                                    forward_flops("decoder", D, F, L, V, B, S, 0, C, task="classification")),
         "encoder": (lambda: explicit(EncoderClassifier(n_classes=C, **kw))(seq),
