@@ -56,11 +56,20 @@ class TrainClock(L.Callback):
         self.seconds, self.segments = state["seconds"], state["segments"]
 
 
+def trained_tokens(trainer, pl_module) -> int:
+    """Tokens trained on so far, summed over the ranks (a collective: every rank calls it)."""
+    return int(trainer.strategy.reduce(torch.tensor(float(pl_module.train_tokens)), reduce_op="sum"))
+
+
 class MetricHistory(L.Callback):
     """(step, value) of train/loss every `trainer.log_every_n_steps`; at each validation, (step, value) of every val/
-    metric (val/loss, val/bleu, ...) and (step, wall seconds since the fit started) under "wall_s"."""
+    metric (val/loss, val/bleu, ...), of the wall seconds since the fit started ("wall_s"), of the tokens trained on
+    ("tokens") and of the training FLOPs spent ("flops" = tokens × `flops_per_token`, src/speed/flops.py). Tokens
+    come from the task module's count, which the checkpoint keeps: a resumed run's points are an uninterrupted
+    run's."""
 
-    def __init__(self):
+    def __init__(self, flops_per_token: float = 0.0):
+        self.flops_per_token = flops_per_token
         self.history: dict[str, list[list[float]]] = {"train/loss": [], "val/loss": []}
         self._fit_start = time.perf_counter()
         self._wall_before = 0.0  # seconds of the segments before a resume
@@ -78,17 +87,34 @@ class MetricHistory(L.Callback):
         if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
             self._add("train/loss", trainer)
 
-    def on_validation_end(self, trainer, *_):
+    def on_validation_end(self, trainer, pl_module):
         if not trainer.sanity_checking:
             for name in sorted(k for k in trainer.callback_metrics if k.startswith("val/")):
                 self._add(name, trainer)
             self._add("wall_s", trainer, self._wall_before + time.perf_counter() - self._fit_start)
+            if trainer.state.fn == "fit":
+                tokens = trained_tokens(trainer, pl_module)
+                self._add("tokens", trainer, tokens)
+                self._add("flops", trainer, tokens * self.flops_per_token)
 
     def state_dict(self):
         return {"history": self.history}
 
     def load_state_dict(self, state):
         self.history = state["history"]
+
+
+class BudgetStop(L.Callback):
+    """Stop training at the first step whose trained tokens (summed over the ranks) reach `tokens`: a token budget,
+    or a FLOPs budget divided by the arch's training FLOPs per token (src/budget.py). Lightning then validates once
+    more, at the stopping step. `trainer.max_steps` is planned to be that same step (the LR schedule's length)."""
+
+    def __init__(self, tokens: float):
+        self.tokens = tokens
+
+    def on_train_batch_end(self, trainer, pl_module, *_):
+        if trained_tokens(trainer, pl_module) >= self.tokens:
+            trainer.should_stop = True
 
 
 class ProgressLog(L.Callback):

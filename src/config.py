@@ -96,8 +96,11 @@ class SizeConfig:
     n_layers: int = MISSING
     d_ff: int = MISSING
     dropout: float = 0.1
+    target_params: Optional[float] = None  # matched size: d_model solved for this many params ±5 % (src/sizing.py)
 
     def __post_init__(self):
+        _check(self.target_params is None or self.target_params > 0,
+               f"size.target_params={self.target_params} must be a positive parameter count (or null)")
         _check(self.d_model > 0 and self.n_heads > 0 and self.n_layers > 0 and self.d_ff > 0,
                f"size={self.name}: d_model, n_heads, n_layers and d_ff must be positive")
         _check(self.d_model % self.n_heads == 0,
@@ -154,6 +157,26 @@ class TrainConfig:
     """Training fast paths (src/speed/runtime.py). Precision is Lightning's `trainer.precision` (bf16-mixed)."""
 
     compile: bool = False  # torch.compile the model's forward (dynamic shapes; inductor C++ on CPU)
+
+
+@dataclass
+class BudgetConfig:
+    """How long a run trains (src/budget.py): trainer.max_steps (tokens and flops null), or until it has trained on
+    `tokens` tokens or spent `flops` training FLOPs (3 × forward, src/speed/flops.py); `val_points` validations
+    a run when trainer.val_check_interval is null."""
+
+    tokens: Optional[float] = None
+    flops: Optional[float] = None
+    val_points: int = 8
+
+    def __post_init__(self):
+        _check(self.tokens is None or self.flops is None,
+               f"budget.tokens={self.tokens:g} and budget.flops={self.flops:g} are both set; set one (or neither: "
+               "trainer.max_steps)" if self.tokens is not None and self.flops is not None else "")
+        for name in ("tokens", "flops"):
+            value = getattr(self, name)
+            _check(value is None or value > 0, f"budget.{name}={value} must be > 0 (or null)")
+        _check(self.val_points >= 1, f"budget.val_points={self.val_points} must be >= 1")
 
 
 @dataclass
@@ -240,6 +263,7 @@ class RunConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     logger: LoggerConfig = MISSING

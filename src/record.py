@@ -45,6 +45,8 @@ class Produced:
     device: torch.device         # where it trained and was timed
     wall: dict                   # wall seconds per stage: setup, fit, test, bench, total
     validation: dict = field(default_factory=dict)  # model selection (src/selection.py): which checkpoint was tested
+    plan: object = None          # src/budget.py's Plan: what bounded training, FLOPs per token
+    size_match: dict | None = None  # src/sizing.py: the solved size under size.target_params
 
 
 def decode_summary(spec: RunConfig) -> dict:
@@ -61,11 +63,14 @@ def device_name(device: torch.device) -> str:
 
 
 def train_summary(out: Produced) -> dict:
-    """Steps, tokens over all ranks (DDP: a collective, so every rank calls it), step seconds, tokens/s, segments."""
+    """Steps, tokens over all ranks (DDP: a collective, so every rank calls it), step seconds, tokens/s, segments;
+    training FLOPs per trained token (3 × forward, src/speed/flops.py) and in all (× tokens)."""
     trainer, seconds = out.trainer, out.clock.seconds
     tokens = int(trainer.strategy.reduce(torch.tensor(float(out.module.train_tokens)), reduce_op="sum"))
+    fpt = out.plan.flops_per_token if out.plan is not None else None
     return {"steps": trainer.global_step, "tokens": tokens, "step_seconds": seconds,
-            "tokens_per_s": tokens / seconds if seconds else None, "segments": out.clock.segments}
+            "tokens_per_s": tokens / seconds if seconds else None, "segments": out.clock.segments,
+            "flops_per_token": fpt, "flops": fpt * tokens if fpt is not None else None}
 
 
 def make_record(run: Configured, out: Produced) -> dict:
@@ -80,7 +85,9 @@ def make_record(run: Configured, out: Produced) -> dict:
         "metrics": out.metrics,
         "validation": out.validation,  # {"metric", "mode", "best", "best_step", "checkpoint", "tested_step"}
         "params": sum(p.numel() for p in out.model.parameters()),
-        "train": train_summary(out),
+        "train": (train := train_summary(out)),
+        **({"budget": out.plan.record(train["steps"], train["tokens"])} if out.plan is not None else {}),
+        **({"size_match": out.size_match} if out.size_match is not None else {}),
         "history": out.history.history,
         "inference": out.inference,
         "inference_tokens_per_s": out.inference["decode"]["throughput_tokens_per_s"],

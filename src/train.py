@@ -25,14 +25,16 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from . import loggers
-from .callbacks import (AtomicCheckpointIO, FinalCheckpoint, GracefulStop, MetricHistory, ResumedHistory, StageMarker,
-                        TrainClock)
+from .budget import make_plan
+from .callbacks import (AtomicCheckpointIO, BudgetStop, FinalCheckpoint, GracefulStop, MetricHistory, ResumedHistory,
+                        StageMarker, TrainClock)
 from .config import RunConfig
 from .errors import ConfigError, Diverged, Interrupted
 from .record import Configured, Produced, make_record
 from .results import write_results
 from .run_dir import LAST_CHECKPOINT, RunDir
 from .selection import BEST_CALLBACK, load_best, validation_record
+from .sizing import build as build_model
 from .speed.deploy import run_ct2
 from .speed.inference import inference_report
 from .speed.runtime import compile_model, set_threads, warn_if_slow_bf16
@@ -54,13 +56,17 @@ def train(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
              f"seed={spec.seed} · run dir {rd.path}" + (f" · resuming from {resume}" if resume else ""))
 
     dm = build_run_datamodule(cfg, spec, rd.path)  # + tokenizer.json, data.json in the run dir (src/trained.py)
-    model, module = build_module(cfg, spec, dm)
+    model, module, shape, size_match = build_module(cfg, spec, dm)
+    plan = make_plan(spec, dm, shape, OmegaConf.to_container(cfg.trainer, resolve=True))  # budget -> max_steps
     wandb_id = rd.status().get("wandb_id") or f"{run.key}-{secrets.token_hex(3)}"  # one W&B run over all segments
     rd.set_status("running", run_key=run.key, wandb_id=wandb_id, stage="setup")
     logger = loggers.build_logger(spec.logger, rd.path, {**run.config, "run_key": run.key}, wandb_id)
-    stop, clock, history = GracefulStop(rd.checkpoints / LAST_CHECKPOINT), TrainClock(), MetricHistory()
-    trainer = build_trainer(cfg, rd, logger, [stop, clock, history, ResumedHistory(logger), StageMarker(rd),
-                                                    FinalCheckpoint(rd.checkpoints / LAST_CHECKPOINT)])
+    stop, clock = GracefulStop(rd.checkpoints / LAST_CHECKPOINT), TrainClock()
+    history = MetricHistory(plan.flops_per_token)
+    own = [stop, clock, history, ResumedHistory(logger), StageMarker(rd),
+           FinalCheckpoint(rd.checkpoints / LAST_CHECKPOINT)]
+    own += [BudgetStop(plan.tokens)] if plan.tokens is not None else []
+    trainer = build_trainer(cfg, rd, logger, own, plan.trainer_overrides())
     warn_if_slow_bf16(trainer.precision, trainer.strategy.root_device)
     wall["setup"] = time.perf_counter() - started
     stop.install()
@@ -85,7 +91,7 @@ def train(cfg: DictConfig, spec: RunConfig, run_dir: Path) -> dict:
         heatmap = save_artifacts(module, spec, rd.path) if trainer.is_global_zero else None  # DDP: rank 0 writes
         wall["total"] = time.perf_counter() - started
         record = make_record(run, Produced(model, module, trainer, clock, history, metrics, inference, heatmap,
-                                           device, wall, validation=validation))
+                                           device, wall, validation=validation, plan=plan, size_match=size_match))
         if not trainer.is_global_zero:  # DDP: only rank 0 writes results and the summary
             return record
         rd.set_status("finished", step=trainer.global_step)  # before results.json: a reader that sees it sees both
@@ -135,15 +141,14 @@ def check_resume(rd: RunDir, key: str) -> Path | None:
 
 
 def build_module(cfg: DictConfig, spec: RunConfig, dm):
-    size = {k: v for k, v in OmegaConf.to_container(cfg.size).items() if k != "name"}
-    model = instantiate(cfg.arch.models[spec.task.name])(
-        vocab_size=dm.vocab_size, n_classes=dm.n_classes, **size, **spec.arch.params
-    )
+    """(model, task module, the model's shape, "size_match"): at the configured size, or solved for
+    size.target_params with the real vocabulary (src/sizing.py)."""
+    model, shape, size_match = build_model(cfg, spec, dm.vocab_size, dm.n_classes)
     if spec.train.compile:
         compile_model(model)
     module = instantiate(cfg.task.module)(model=model, datamodule=dm, optim=spec.optim, decode=spec.decode,
                                           samples=spec.samples)
-    return model, module
+    return model, module, shape, size_match
 
 
 def select_model(trainer, module, spec: RunConfig, history: MetricHistory) -> dict:
@@ -178,10 +183,11 @@ def configured_callbacks(cfg: DictConfig, rd: RunDir) -> list[L.Callback]:
     return built
 
 
-def build_trainer(cfg: DictConfig, rd: RunDir, logger, callbacks: list) -> L.Trainer:
+def build_trainer(cfg: DictConfig, rd: RunDir, logger, callbacks: list, overrides: dict | None = None) -> L.Trainer:
     """Lightning Trainer with the run's own callbacks, the configured ones (conf/callbacks/), and progress: rich bar on
-    a terminal; every checkpoint save is atomic (AtomicCheckpointIO)."""
-    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    a terminal; every checkpoint save is atomic (AtomicCheckpointIO). `overrides`: trainer arguments the run planned
+    (max_steps from a budget, val_check_interval from budget.val_points: src/budget.py)."""
+    kwargs = {**OmegaConf.to_container(cfg.trainer, resolve=True), **(overrides or {})}
     kwargs.setdefault("enable_progress_bar", sys.stdout.isatty())
     callbacks = [*callbacks, *configured_callbacks(cfg, rd)]
     if kwargs["enable_progress_bar"]:

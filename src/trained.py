@@ -290,11 +290,10 @@ def load_run(run_dir, overrides: list | None = None, device: str | torch.device 
 
 
 def build_model(cfg, spec, vocab_size: int, n_classes: int) -> torch.nn.Module:
-    from hydra.utils import instantiate
+    """The run's model at its size (size.target_params: solved again, deterministically: src/sizing.py)."""
+    from .sizing import build
 
-    size = {k: v for k, v in OmegaConf.to_container(cfg.size).items() if k != "name"}
-    return instantiate(cfg.arch.models[spec.task.name])(vocab_size=vocab_size, n_classes=n_classes, **size,
-                                                        **spec.arch.params)
+    return build(cfg, spec, vocab_size, n_classes)[0]
 
 
 def _assets(run_dir: Path, cfg, run_spec) -> tuple[object, dict]:

@@ -152,8 +152,9 @@ def _train(spec, ours, peer, ids, peak: float) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     times = interleaved(fns, device, spec["warmup"], spec["repeats"])
     tokens = b * (spec["src_len"] + spec["new_tokens"])
+    rnn = {k: v for k, v in spec["arch_params"].items() if k in ("cell", "attention")}
     flops = train_flops(arch, spec["d_model"], spec["d_ff"], spec["n_layers"], spec["vocab"], b, spec["src_len"],
-                        spec["new_tokens"])
+                        spec["new_tokens"], **rnn)
     train = {"batch": b, "tokens_per_step": tokens, "flops_per_step": flops, "peak_memory_mib": _peak_memory(device)}
     for name, ts in times.items():
         sec = statistics.median(ts)

@@ -187,6 +187,8 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
     assert a["metrics"] == b["metrics"]  # same seed, CPU, deterministic
     assert a["train"]["tokens"] == b["train"]["tokens"]  # summed over both segments
     assert a["history"]["val/loss"] == b["history"]["val/loss"]
+    assert a["history"]["tokens"] == b["history"]["tokens"] and a["history"]["flops"] == b["history"]["flops"]
+    assert [s for s, _ in b["history"]["flops"]] == [100, 200, 300, 400]  # one point each validation, both segments
     rows = (tmp_path / "cut" / "csv" / "metrics.csv").read_text().splitlines()
     steps = [int(r.split(",")[rows[0].split(",").index("step")]) for r in rows[1:]
              if r.split(",")[rows[0].split(",").index("step")]]
