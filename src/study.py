@@ -8,6 +8,9 @@
 2. <dir>/tuned.yaml: each arch's best params, its best validation value and metric;
 3. final: per arch, `python -m src.run -m arch=<arch> <its best params> seed=0,...,n-1` into one sweep dir,
    <dir>/final/, which `python -m src.report <dir>/final` reads.
+`study.teacher=encdec`: sequence-level knowledge distillation (Kim & Rush 2016), as every NAR paper trains: the
+teacher arch is tuned and trained first, and the NAR arch (tuning and final runs) trains on the translations of the
+teacher's final seed-0 run (`data.distill_from`, src/data/distill.py); the teacher's cost is its own rows' cost.
 Every other argument is passed to both stages (experiment=, size=, data=, trainer.max_steps=...). Selecting on
 validation and testing on test keeps the test set out of the choice (issue 17). Re-running the same command resumes:
 each stage is an archbench multirun, whose launcher does not run a finished member again (src/sweep.py).
@@ -23,7 +26,8 @@ from pathlib import Path
 
 from .errors import ConfigError, print_error
 
-DEFAULTS = {"archs": None, "trials": 8, "seeds": 3, "tune_seed": 0, "search": "lr_warmup", "dir": None}
+DEFAULTS = {"archs": None, "trials": 8, "seeds": 3, "tune_seed": 0, "search": "lr_warmup", "dir": None, "teacher": None}
+STUDENTS = ("nar",)  # with study.teacher=<arch>: trained on that arch's translations (sequence-level KD)
 RESULTS = "optimization_results.yaml"  # hydra_plugins/archbench_optuna
 
 
@@ -96,6 +100,14 @@ def tuned_params(tune_dir: Path) -> dict:
             "direction": found["direction"], "trial": found["best_trial"], "trials": len(found["trials"])}
 
 
+def teacher_run(final_dir: Path, teacher: str) -> Path:
+    """The teacher's finished seed-0 run among the final runs (subdir <n>_<gpu>_<arch>_<task>_<size>_s0)."""
+    runs = sorted(p for p in final_dir.glob(f"*_{teacher}_*_s0") if (p / "results.json").exists())
+    if not runs:
+        raise ConfigError(f"no finished {teacher} seed-0 run under {final_dir} to distill from")
+    return runs[0].resolve()
+
+
 def override(key: str, value) -> str:
     return f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}"
 
@@ -107,16 +119,21 @@ def study(settings: dict, overrides: list[str]) -> Path:
     root = Path(settings["dir"] or f"multirun/{datetime.datetime.now():%Y-%m-%d/%H-%M-%S}_study")
     print(f"study {root}: {', '.join(archs)}; {settings['trials']} trials each, then {settings['seeds']} seeds",
           flush=True)
-    tuned = {}
+    teacher = settings["teacher"]
+    if teacher and teacher not in archs:
+        raise ConfigError(f"study.teacher={teacher} is not among the study's archs ({', '.join(archs)})")
+    if teacher:  # the teacher first: its final seed-0 run is the students' training data
+        archs = [teacher, *(a for a in archs if a != teacher)]
+    tuned, seeds = {}, ",".join(str(s) for s in range(settings["seeds"]))
     for arch in archs:
-        run([f"hparams_search={settings['search']}", *overrides, *extra, f"arch={arch}", f"seed={settings['tune_seed']}",
-             f"hydra.sweeper.n_trials={settings['trials']}", f"hydra.sweep.dir={root / 'tune' / arch}"])
+        kd = [f"data.distill_from={teacher_run(root / 'final', teacher)}"] if teacher and arch in STUDENTS else []
+        run([f"hparams_search={settings['search']}", *overrides, *extra, *kd, f"arch={arch}",
+             f"seed={settings['tune_seed']}", f"hydra.sweeper.n_trials={settings['trials']}",
+             f"hydra.sweep.dir={root / 'tune' / arch}"])
         tuned[arch] = tuned_params(root / "tune" / arch)
-    OmegaConf.save(OmegaConf.create(tuned), root / "tuned.yaml")
-    seeds = ",".join(str(s) for s in range(settings["seeds"]))
-    for arch in archs:
+        OmegaConf.save(OmegaConf.create(tuned), root / "tuned.yaml")
         best = [override(k, v) for k, v in tuned[arch]["params"].items()]
-        run([*overrides, *extra, f"arch={arch}", *best, f"seed={seeds}", f"hydra.sweep.dir={root / 'final'}"])
+        run([*overrides, *extra, *kd, f"arch={arch}", *best, f"seed={seeds}", f"hydra.sweep.dir={root / 'final'}"])
     for arch in archs:
         t = tuned[arch]
         print(f"{arch}: {' '.join(override(k, v) for k, v in t['params'].items())} "

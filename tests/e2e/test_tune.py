@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from src.errors import ConfigError
+
 from src.objective import best_of, objective, val_metric
 from tests.conftest import compose, run_cli
 
@@ -100,6 +102,23 @@ def test_a_translation_tuning_without_validation_bleu_is_refused_in_one_line(tmp
 def test_a_bad_study_setting_is_refused_in_one_line():
     out = run_cli("study.trails=3", module="src.study")
     assert out.returncode == 2 and out.stderr.count("error:") == 1 and "study.trials=" in out.stderr
+
+
+def test_a_study_teacher_must_be_one_of_its_archs_and_its_students_learn_from_its_seed0_run(tmp_path):
+    from src.study import teacher_run
+
+    out = run_cli("experiment=arch_comparison", "study.archs=[encdec,nar]", "study.teacher=decoder",
+                  f"study.dir={tmp_path / 'study'}", module="src.study")
+    assert out.returncode == 2 and out.stderr.count("error:") == 1 and "study.teacher=decoder" in out.stderr
+    assert not (tmp_path / "study").exists()  # refused before any stage ran
+    final = tmp_path / "final"
+    for name in ("0_any_encdec_translation_small_s1", "1_any_encdec_translation_small_s0",
+                 "2_any_nar_translation_small_s0", "3_any_encdec_translation_small_s2"):
+        (final / name).mkdir(parents=True)
+        (final / name / "results.json").write_text("{}")
+    assert teacher_run(final, "encdec") == (final / "1_any_encdec_translation_small_s0").resolve()
+    with pytest.raises(ConfigError, match="no finished rnn_attn seed-0 run"):
+        teacher_run(final, "rnn_attn")
 
 
 @pytest.mark.slow
