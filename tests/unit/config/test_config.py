@@ -111,4 +111,5 @@ def test_callbacks_group_composes_defaults_and_added_callbacks():
     assert list(spec.callbacks) == ["divergence_guard", "progress_log", "model_checkpoint", "best_checkpoint",
                                     "early_stopping", "lr_monitor"]
     assert spec.callbacks["divergence_guard"]["patience"] == 3  # the run's own keys still set them
-    assert spec.callbacks["early_stopping"]["monitor"] == "val/loss"
+    assert spec.callbacks["early_stopping"]["monitor"] == spec.task.val_metric == "val/bleu"  # the task's own
+    assert spec.callbacks["early_stopping"]["mode"] == "max"
