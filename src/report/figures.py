@@ -257,18 +257,20 @@ def _x_axis(members: list[Member], key: str) -> str:
 
 
 def mean_curve(members: list[Member], key: str, x: str) -> tuple[list, list, list, list]:
-    """(x, mean y, min y, max y) of history[key] over the members (seeds) at every step any of them logged;
-    x = the mean of history[x] at that step (x "step": the step)."""
+    """(x, mean y, min y, max y) of history[key] over the members (seeds), point i of the curve from each member's
+    i-th logged point: seeds under one token/FLOPs budget validate at slightly different steps (their batches hold
+    different token counts), so aligning on the step would give each seed its own points, a saw-tooth.
+    x = the mean of history[x] at those points (x "step": the mean step)."""
     at = defaultdict(list)
     for m in members:
         xs = dict(map(tuple, m.history.get(x) or [])) if x != "step" else None
-        for step, y in m.history.get(key) or []:
-            if y is None or (xs is not None and step not in xs):
-                continue
-            at[step].append((step if xs is None else xs[step], float(y)))
-    steps = sorted(at)
-    return ([statistics.fmean(p[0] for p in at[s]) for s in steps], [statistics.fmean(p[1] for p in at[s]) for s in steps],
-            [min(p[1] for p in at[s]) for s in steps], [max(p[1] for p in at[s]) for s in steps])
+        points = [(step if xs is None else xs[step], float(y)) for step, y in m.history.get(key) or []
+                  if y is not None and (xs is None or step in xs)]
+        for i, point in enumerate(points):
+            at[i].append(point)
+    idx = sorted(at)
+    return ([statistics.fmean(p[0] for p in at[i]) for i in idx], [statistics.fmean(p[1] for p in at[i]) for i in idx],
+            [min(p[1] for p in at[i]) for i in idx], [max(p[1] for p in at[i]) for i in idx])
 
 
 XLABEL = {"flops": "training FLOPs", "tokens": "training tokens", "step": "training step"}
