@@ -74,8 +74,8 @@ def history_of(run_dir: Path, record: dict | None) -> dict:
     return out
 
 
-def read_hypotheses(run_dir: Path) -> list[dict]:
-    path = run_dir / "hypotheses.jsonl"
+def read_jsonl(path: Path) -> list[dict]:
+    """The JSON objects of a .jsonl file, one a line; unreadable lines are skipped, a missing file gives []."""
     if not path.exists():
         return []
     rows = []
@@ -84,7 +84,11 @@ def read_hypotheses(run_dir: Path) -> list[dict]:
             rows.append(json.loads(line))
         except ValueError:
             continue
-    return rows
+    return [r for r in rows if isinstance(r, dict)]
+
+
+def read_hypotheses(run_dir: Path) -> list[dict]:
+    return read_jsonl(run_dir / "hypotheses.jsonl")
 
 
 def read_evals(run_dir: Path) -> dict[str, dict]:

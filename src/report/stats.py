@@ -29,7 +29,6 @@ headline decoding, variant "decode" or "" before it was named).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field, replace
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from .collect import read_jsonl
 
 N_RESAMPLES = 1000
 ALPHA = 0.05
@@ -81,16 +82,6 @@ class Examples:
         pick = lambda xs: None if xs is None else [xs[i] for i in index]  # noqa: E731
         return replace(self, stats=self.stats[index], keys=pick(self.keys), checks=pick(self.checks),
                        hypotheses=pick(self.hypotheses), references=pick(self.references))
-
-
-def _rows(path: Path) -> list[dict]:
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue
-    return [r for r in rows if isinstance(r, dict)]
 
 
 def _sacrebleu(name: str, tokenize: str):
@@ -147,9 +138,9 @@ def load_examples(run_dir: Path | None, record: dict, metric: str | None) -> Exa
     hyps, preds = Path(run_dir) / "hypotheses.jsonl", Path(run_dir) / "predictions.jsonl"
     try:
         if record.get("task") == "translation" and hyps.exists():
-            return translation_examples(_rows(hyps), metric, tokenize_of(record), seed_)
+            return translation_examples(read_jsonl(hyps), metric, tokenize_of(record), seed_)
         if preds.exists():
-            rows = _rows(preds)
+            rows = read_jsonl(preds)
             if record.get("task") == "classification":
                 return classification_examples(rows, metric, seed_)
             if record.get("task") == "lm":
