@@ -7,11 +7,13 @@
    <dir>/tune/<arch>/ (Optuna TPE on the validation metric, hydra_plugins/archbench_optuna);
 2. <dir>/tuned.yaml: each arch's best params, its best validation value and metric;
 3. final: per arch, `python -m src.run -m arch=<arch> <its best params> seed=0,...,n-1` into one sweep dir,
-   <dir>/final/, which `python -m src.report <dir>/final` reads.
+   <dir>/final/, which `python -m src.report <dir>/final` reads. The run at the tuning seed is the best trial
+   itself (same config, same seed): linked in as `final/tuned_<trial dir>`, not trained again.
 `study.teacher=encdec`: sequence-level knowledge distillation (Kim & Rush 2016), as every NAR paper trains: the
 teacher arch is tuned and trained first, and the NAR arch (tuning and final runs) trains on the translations of the
 teacher's final seed-0 run (`data.distill_from`, src/data/distill.py); the teacher's cost is its own rows' cost.
-Every other argument is passed to both stages (experiment=, size=, data=, trainer.max_steps=...). Selecting on
+Every other argument is passed to both stages (experiment=, size=, data=, trainer.max_steps=...), except
+`hydra.sweeper.*` (the sampler's settings, hydra.sweeper.seed=1), which goes to the tuning stage only. Selecting on
 validation and testing on test keeps the test set out of the choice (issue 17). Re-running the same command resumes:
 each stage is an archbench multirun, whose launcher does not run a finished member again (src/sweep.py).
 Exit codes: 0 done, 2 bad input (one `error:` line), else the failing stage's.
@@ -100,6 +102,30 @@ def tuned_params(tune_dir: Path) -> dict:
             "direction": found["direction"], "trial": found["best_trial"], "trials": len(found["trials"])}
 
 
+def reuse_best_trial(tune_dir: Path, final_dir: Path) -> Path:
+    """The best trial is the final run at the tuning seed: the same config and the same seed. Its run dir is
+    linked (hard links, else copies) into the final sweep as `tuned_<trial dir>`, where the launcher matches it by
+    config and finds it done, instead of training it again."""
+    import os
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    found = OmegaConf.load(tune_dir / RESULTS)
+    trial = Path(next(t.run_dir for t in found.trials if t.number == found.best_trial))
+    target = final_dir / f"tuned_{trial.name}"
+    if not target.exists():
+        def link(src, dst):
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+
+        shutil.copytree(trial, target.with_name(target.name + ".partial"), copy_function=link, dirs_exist_ok=True)
+        target.with_name(target.name + ".partial").rename(target)
+    return target
+
+
 def teacher_run(final_dir: Path, teacher: str) -> Path:
     """The teacher's finished seed-0 run among the final runs (subdir <n>_<gpu>_<arch>_<task>_<size>_s0)."""
     runs = sorted(p for p in final_dir.glob(f"*_{teacher}_*_s0") if (p / "results.json").exists())
@@ -115,7 +141,9 @@ def override(key: str, value) -> str:
 def study(settings: dict, overrides: list[str]) -> Path:
     from omegaconf import OmegaConf
 
-    archs, extra = plan(settings, overrides)
+    sweeper = [o for o in overrides if o.startswith("hydra.sweeper.")]  # the tuning stage's sampler and space
+    both = [o for o in overrides if o not in sweeper]
+    archs, extra = plan(settings, both)
     root = Path(settings["dir"] or f"multirun/{datetime.datetime.now():%Y-%m-%d/%H-%M-%S}_study")
     print(f"study {root}: {', '.join(archs)}; {settings['trials']} trials each, then {settings['seeds']} seeds",
           flush=True)
@@ -127,13 +155,15 @@ def study(settings: dict, overrides: list[str]) -> Path:
     tuned, seeds = {}, ",".join(str(s) for s in range(settings["seeds"]))
     for arch in archs:
         kd = [f"data.distill_from={teacher_run(root / 'final', teacher)}"] if teacher and arch in STUDENTS else []
-        run([f"hparams_search={settings['search']}", *overrides, *extra, *kd, f"arch={arch}",
+        run([f"hparams_search={settings['search']}", *both, *sweeper, *extra, *kd, f"arch={arch}",
              f"seed={settings['tune_seed']}", f"hydra.sweeper.n_trials={settings['trials']}",
              f"hydra.sweep.dir={root / 'tune' / arch}"])
         tuned[arch] = tuned_params(root / "tune" / arch)
         OmegaConf.save(OmegaConf.create(tuned), root / "tuned.yaml")
         best = [override(k, v) for k, v in tuned[arch]["params"].items()]
-        run([*overrides, *extra, *kd, f"arch={arch}", *best, f"seed={seeds}", f"hydra.sweep.dir={root / 'final'}"])
+        if settings["tune_seed"] < settings["seeds"]:
+            reuse_best_trial(root / "tune" / arch, root / "final")
+        run([*both, *extra, *kd, f"arch={arch}", *best, f"seed={seeds}", f"hydra.sweep.dir={root / 'final'}"])
     for arch in archs:
         t = tuned[arch]
         print(f"{arch}: {' '.join(override(k, v) for k, v in t['params'].items())} "

@@ -40,6 +40,7 @@ class ArchbenchOptunaConf:
     n_jobs: int = 1                   # trials per launcher batch (SLURM: run in parallel; TPE learns between batches)
     seed: int = 0                     # the TPE sampler's seed: the same command asks the same trials
     n_startup_trials: int = 4         # random trials before TPE models the results
+    sampler: str = "tpe"              # tpe | grid (every point of a search space of choice()s, in order)
     storage: Optional[str] = None     # e.g. sqlite:///tune.db; null: in memory (a re-run resumes through the launcher)
     study_name: Optional[str] = None
     search_space: dict[str, str] = field(default_factory=dict)  # key: override grammar sweep
@@ -118,6 +119,8 @@ class OptunaSweeper(Sweeper):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(storage=self.conf["storage"], study_name=self.conf["study_name"], sampler=sampler,
                                     direction=direction, load_if_exists=True)
+        for point in grid(self.conf, space)[len(study.trials) : self.conf["n_trials"]]:
+            study.enqueue_trial(point)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         log.info(f"optuna: {direction} {metric} over {', '.join(space)}; {self.conf['n_trials']} trials, "
                  f"TPE seed {self.conf['seed']}; sweep dir {sweep_dir}")
@@ -143,6 +146,27 @@ class OptunaSweeper(Sweeper):
             raise RuntimeError(f"optuna: none of the {len(study.trials)} trials completed (see {sweep_dir / RESULTS})")
         log.info(f"optuna: best {metric}={study.best_value} with {study.best_params} (trial {study.best_trial.number})")
         return returns
+
+
+def grid(conf: dict, space: dict) -> list[dict]:
+    """`sampler: grid`: every point of a space of choice()s, in order (enqueued, so n trials are n distinct points,
+    where TPE's random start-up trials may draw one value twice); n_trials is capped at the grid's size.
+    `sampler: tpe`: no points (TPE asks)."""
+    import itertools
+
+    import optuna
+    from src.errors import refuse
+
+    if conf["sampler"] not in ("tpe", "grid"):
+        refuse(f"hydra.sweeper.sampler={conf['sampler']}: choose tpe or grid")
+    if conf["sampler"] == "tpe":
+        return []
+    intervals = [k for k, d in space.items() if not isinstance(d, optuna.distributions.CategoricalDistribution)]
+    if intervals:
+        refuse(f"hydra.sweeper.sampler=grid needs choice(...) values; {', '.join(intervals)} is an interval")
+    points = [dict(zip(space, values)) for values in itertools.product(*(d.choices for d in space.values()))]
+    conf["n_trials"] = min(conf["n_trials"], len(points))
+    return points
 
 
 def outcome(ret, metric: str) -> tuple[float | None, str | None]:

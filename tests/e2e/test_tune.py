@@ -99,6 +99,28 @@ def test_a_translation_tuning_without_validation_bleu_is_refused_in_one_line(tmp
     assert "Traceback" not in out.stderr
 
 
+@needs_optuna
+def test_the_grid_sampler_tries_each_point_once_and_caps_the_trials_at_the_grid(capsys):
+    import optuna
+
+    from hydra_plugins.archbench_optuna.sweeper import grid
+
+    space = {"optim.lr": optuna.distributions.CategoricalDistribution([5e-4, 1e-3, 2e-3]),
+             "optim.warmup_steps": optuna.distributions.CategoricalDistribution([100])}
+    conf = {"sampler": "grid", "seed": 0, "n_startup_trials": 4, "n_trials": 8}
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    for point in grid(conf, space):
+        study.enqueue_trial(point)
+    assert conf["n_trials"] == 3
+    asked = [study.ask(space) for _ in range(3)]
+    for t in asked:
+        study.tell(t, 0.0)
+    assert sorted(t.params["optim.lr"] for t in asked) == [5e-4, 1e-3, 2e-3]
+    with pytest.raises(SystemExit) as ended:  # an interval cannot be gridded: one line, exit 2
+        grid({**conf, "sampler": "grid"}, {"optim.lr": optuna.distributions.FloatDistribution(1e-4, 1e-3)})
+    assert ended.value.code == 2 and capsys.readouterr().err.count("error:") == 1
+
+
 def test_a_bad_study_setting_is_refused_in_one_line():
     out = run_cli("study.trails=3", module="src.study")
     assert out.returncode == 2 and out.stderr.count("error:") == 1 and "study.trials=" in out.stderr
@@ -126,7 +148,8 @@ def test_a_study_teacher_must_be_one_of_its_archs_and_its_students_learn_from_it
 def test_the_study_tunes_each_arch_and_runs_its_final_seeds_with_its_own_best_settings(tmp_path):
     root = tmp_path / "study"
     args = ("task=classification", *FAST, "study.archs=[encoder,decoder]", "study.trials=2", "study.seeds=2",
-            f"study.dir={root}")
+            f"study.dir={root}", "optim.warmup_steps=0", "study.search=lr_grid",
+            "hydra.sweeper.sampler=grid")  # hydra.sweeper.*: to the tuning stage only (the final one has no sampler)
     out = run_cli(*args, module="src.study", timeout=1500)
     assert out.returncode == 0, out.stderr[-3000:]
     tuned = yaml.safe_load((root / "tuned.yaml").read_text())
@@ -134,11 +157,18 @@ def test_the_study_tunes_each_arch_and_runs_its_final_seeds_with_its_own_best_se
     for arch, t in tuned.items():  # tuned.yaml holds what the arch's own tuning chose
         found = yaml.safe_load((root / "tune" / arch / "optimization_results.yaml").read_text())
         assert t["params"] == found["best_params"] and t["metric"] == "val/accuracy"
+        assert sorted(x["params"]["optim.lr"] for x in found["trials"]) == [5e-4, 1e-3]  # lr_grid's first two
     finals = [json.loads(p.read_text()) for p in sorted((root / "final").glob("*/results.json"))]
     assert sorted((r["arch"], r["seed"]) for r in finals) == [("decoder", 0), ("decoder", 1), ("encoder", 0),
                                                               ("encoder", 1)]
     for r in finals:  # each final run trained with its own arch's tuned lr and warm-up
         best = tuned[r["arch"]]["params"]
         assert r["config"]["optim"]["lr"] == best["optim.lr"]
-        assert r["config"]["optim"]["warmup_steps"] == best["optim.warmup_steps"]
+        assert r["config"]["optim"]["warmup_steps"] == 0
+    for arch, t in tuned.items():  # the final seed-0 run is the best trial itself, linked in, not trained again
+        found = yaml.safe_load((root / "tune" / arch / "optimization_results.yaml").read_text())
+        trial = Path(next(x["run_dir"] for x in found["trials"] if x["number"] == found["best_trial"]))
+        reused = root / "final" / f"tuned_{trial.name}" / "results.json"
+        assert reused.read_text() == (trial / "results.json").read_text()
+    assert out.stdout.count(f"sweep {root / 'final'}: 1 done, 0 resumed, 1 new") == 2
     assert f"report: python -m src.report {root / 'final'}" in out.stdout
