@@ -157,7 +157,7 @@ def test_the_study_tunes_each_arch_and_runs_its_final_seeds_with_its_own_best_se
     for arch, t in tuned.items():  # tuned.yaml holds what the arch's own tuning chose
         found = yaml.safe_load((root / "tune" / arch / "optimization_results.yaml").read_text())
         assert t["params"] == found["best_params"] and t["metric"] == "val/accuracy"
-        assert sorted(x["params"]["optim.lr"] for x in found["trials"]) == [5e-4, 1e-3]  # lr_grid's first two
+        assert sorted(x["params"]["optim.lr"] for x in found["trials"]) == [1e-3, 2e-3]  # lr_grid's first two
     finals = [json.loads(p.read_text()) for p in sorted((root / "final").glob("*/results.json"))]
     assert sorted((r["arch"], r["seed"]) for r in finals) == [("decoder", 0), ("decoder", 1), ("encoder", 0),
                                                               ("encoder", 1)]
