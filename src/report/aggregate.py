@@ -125,8 +125,10 @@ def crossover(batch_sizes, ar_latency, nar_latency) -> dict:
 
 def by_batch_curve(record: dict, variant: str = "decode") -> dict[str, list]:
     """{batch_size, ms_per_sentence, tokens_per_s} lists from the honest benchmark's rows (fixed-length rows
-    preferred: AR outputs that stop early at <eos> make latency unfair); empty when the record has none."""
-    rows = get_in(record, "inference", variant, "by_batch") or []
+    preferred: AR outputs that stop early at <eos> make latency unfair); empty when the record has none.
+    variant `ct2_<q>`: the run's CTranslate2 rows (bench.ct2), which sit in its "decode" entry."""
+    path = ("decode", variant) if variant.startswith("ct2_") else (variant,)
+    rows = get_in(record, "inference", *path, "by_batch") or []
     rows = [r for r in rows if isinstance(r, dict) and "batch_size" in r]
     fixed = [r for r in rows if r.get("mode") == "fixed"]
     rows = sorted(fixed or rows, key=lambda r: r["batch_size"])

@@ -220,9 +220,9 @@ def batch_curves(groups: list[Group]) -> tuple[list, list, dict, dict]:
     curve's crossover against the first AR curve at the batch sizes both measured, and each curve's family."""
     from ..plots import Series
 
-    lat, thr, fam = [], [], {}
+    lat, thr, fam, group_of = [], [], {}, {}
     for g in groups:
-        for v in dict.fromkeys(v for r in g.records for v in (r.get("inference") or {})):
+        for v in dict.fromkeys(v for r in g.records for v in curve_variants(r)):
             acc = defaultdict(lambda: defaultdict(list))
             for r in g.records:
                 c = by_batch_curve(r, v)
@@ -233,19 +233,29 @@ def batch_curves(groups: list[Group]) -> tuple[list, list, dict, dict]:
             if not bs:
                 continue
             label = g.label + ("" if v == "decode" else f" [{v.removeprefix('decode_')}]")
-            fam[label] = family(g.records[0])
+            if v.startswith("ct2_"):
+                label = f"{g.label} [CTranslate2 {v.removeprefix('ct2_')}]"
+            fam[label], group_of[label] = family(g.records[0]), g.label
             lat.append(Series(label, g.arch, bs, [_mean(acc[b]["ms"]) for b in bs], marker=g.marker,
                               dashed=v != "decode"))
             thr.append(Series(label, g.arch, bs, [_mean(acc[b]["tps"]) or float("nan") for b in bs],
                               marker=g.marker, dashed=v != "decode"))
-    crossings = {}
-    ar = next((s for s in lat if fam[s.label] != "nar"), None)
-    if ar:
+    crossings = {}  # each NAR curve against the first AR configuration, on our loop and on CTranslate2
+    first = next((s for s in lat if fam[s.label] != "nar"), None)
+    for ar in (s for s in lat if first and fam[s.label] != "nar" and group_of[s.label] == group_of[first.label]):
         for s in (s for s in lat if fam[s.label] == "nar"):
             common = sorted(set(ar.x) & set(s.x))
             crossings[f"{s.label} vs {ar.label}"] = crossover(common, [ar.y[ar.x.index(b)] for b in common],
                                                               [s.y[s.x.index(b)] for b in common])
     return lat, thr, crossings, fam
+
+
+def curve_variants(record: dict) -> list[str]:
+    """The decoding variants with by-batch rows ("decode", "decode_pass1", ...), then the CTranslate2 engines the
+    run timed beside its "decode" (bench.ct2: "ct2_float32", "ct2_int8")."""
+    inference = record.get("inference") or {}
+    engines = [k for k, v in (inference.get("decode") or {}).items() if k.startswith("ct2_") and isinstance(v, dict)]
+    return [*inference, *engines]
 
 
 def _x_axis(members: list[Member], key: str) -> str:

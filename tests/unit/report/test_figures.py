@@ -73,6 +73,24 @@ def test_translation_sweep_with_a_nar_run_draws_ar_vs_nar_and_bleu_by_length(tmp
     assert figs.bleu_by_length["encdec"] == {b: c["bleu"] for b, c in ci.items()}
 
 
+def test_nar_is_compared_with_ar_on_our_loop_and_on_ctranslate2(tmp_path):
+    """A bench.ct2 AR run's CTranslate2 rows are curves of their own in the AR-vs-NAR figure, each with its
+    crossover against the NAR curves (fixed length: both emit the same tokens)."""
+    encdec = member("encdec", 0, by_batch=(1, 8, 64), ms=10.0)
+    encdec.record["inference"]["decode"]["ct2_float32"] = {  # 4x faster than ours: NAR at 5 ms never beats it
+        "engine": "ctranslate2", "by_batch": [{"batch_size": b, "mode": "fixed", "ms_per_sentence": 2.5 / b ** 0.5,
+                                                "tokens_per_s": 400.0 * b} for b in (1, 8, 64)]}
+    nar = member("nar", 0, family="nar", by_batch=(1, 8, 64), ms=5.0)
+    nar.record["inference"]["decode"]["by_batch"][-1]["ms_per_sentence"] = 2.0  # loses to ours at batch 64
+    figs = draw_figures([encdec, nar], tmp_path, BUCKETS)
+    drawn = figs.drawn["ar_vs_nar_batch"]
+    assert "encdec [CTranslate2 float32]" in drawn
+    assert {s["color"] for s in drawn["encdec [CTranslate2 float32]"]} == {arch_colour("encdec")}
+    assert figs.crossings["nar vs encdec"]["status"] == "crosses"
+    assert figs.crossings["nar vs encdec [CTranslate2 float32]"]["status"] == "nar_never_wins"
+    assert figs.crossings["nar [pass1] vs encdec [CTranslate2 float32]"]["status"] == "nar_always_wins"
+
+
 def test_quality_vs_latency_marks_the_pareto_front(tmp_path):
     members = [member("encdec", 0, ms=10.0, quality=30.0), member("rnn_attn", 0, ms=5.0, quality=20.0),
                member("decoder", 0, ms=20.0, quality=25.0)]  # slower and worse than encdec: not on the front
