@@ -122,8 +122,9 @@ class OptunaSweeper(Sweeper):
         for point in grid(self.conf, space)[len(study.trials) : self.conf["n_trials"]]:
             study.enqueue_trial(point)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        log.info(f"optuna: {direction} {metric} over {', '.join(space)}; {self.conf['n_trials']} trials, "
-                 f"TPE seed {self.conf['seed']}; sweep dir {sweep_dir}")
+        how = "the grid" if self.conf["sampler"] == "grid" else f"TPE seed {self.conf['seed']}"
+        log.info(f"optuna: {direction} {metric} over {', '.join(space)}; {self.conf['n_trials']} trials, {how}; "
+                 f"sweep dir {sweep_dir}")
         ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
         runs, returns = {}, []
         while (left := self.conf["n_trials"] - sum(t.state in ended for t in study.trials)) > 0:

@@ -74,12 +74,23 @@ def history_of(run_dir: Path, record: dict | None) -> dict:
     return out
 
 
+def jsonl_file(path: Path) -> Path | None:
+    """`path`, else `path`.gz (a committed study's members keep their per-example files compressed), else None."""
+    gz = path.with_name(path.name + ".gz")
+    return path if path.exists() else gz if gz.exists() else None
+
+
 def read_jsonl(path: Path) -> list[dict]:
-    """The JSON objects of a .jsonl file, one a line; unreadable lines are skipped, a missing file gives []."""
-    if not path.exists():
+    """The JSON objects of a .jsonl (or .jsonl.gz) file, one a line; unreadable lines are skipped, a missing file
+    gives []."""
+    import gzip
+
+    found = jsonl_file(path)
+    if found is None:
         return []
+    text = gzip.decompress(found.read_bytes()).decode() if found.suffix == ".gz" else found.read_text()
     rows = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         try:
             rows.append(json.loads(line))
         except ValueError:

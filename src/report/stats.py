@@ -37,7 +37,7 @@ from typing import Callable
 
 import numpy as np
 
-from .collect import read_jsonl
+from .collect import jsonl_file, read_jsonl
 
 N_RESAMPLES = 1000
 ALPHA = 0.05
@@ -137,9 +137,9 @@ def load_examples(run_dir: Path | None, record: dict, metric: str | None) -> Exa
     seed_ = record.get("seed")
     hyps, preds = Path(run_dir) / "hypotheses.jsonl", Path(run_dir) / "predictions.jsonl"
     try:
-        if record.get("task") == "translation" and hyps.exists():
+        if record.get("task") == "translation" and jsonl_file(hyps):
             return translation_examples(read_jsonl(hyps), metric, tokenize_of(record), seed_)
-        if preds.exists():
+        if jsonl_file(preds):
             rows = read_jsonl(preds)
             if record.get("task") == "classification":
                 return classification_examples(rows, metric, seed_)

@@ -127,6 +127,22 @@ def test_bootstrap_ci_of_a_constant_metric_has_zero_width(tmp_path):
     assert stats.bootstrap_ci(ex) == (1.0, 1.0)
 
 
+def test_compressed_per_example_files_read_back_the_same(tmp_path):
+    """A committed study keeps its members' hypotheses.jsonl / predictions.jsonl as .gz: the same examples."""
+    import gzip
+
+    from src.report.collect import read_hypotheses
+
+    refs = references()
+    record = translation_run(tmp_path, "plain", noisy(refs, 0.4, 3), refs)
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    (packed / "hypotheses.jsonl.gz").write_bytes(gzip.compress((tmp_path / "plain" / "hypotheses.jsonl").read_bytes()))
+    plain, gz = (stats.load_examples(tmp_path / n, record, None) for n in ("plain", "packed"))
+    assert gz is not None and gz.value() == plain.value() and stats.bootstrap_ci(gz) == stats.bootstrap_ci(plain)
+    assert read_hypotheses(packed) == read_hypotheses(tmp_path / "plain") != []
+
+
 def test_bootstrap_ci_brackets_a_varying_metric(tmp_path):
     refs = references()
     ex = stats.load_examples(tmp_path / "n", translation_run(tmp_path, "n", noisy(refs, 0.4, 3), refs), None)
