@@ -198,8 +198,8 @@ class PrefixLM(DecoderLM):
         """src (B, S) right-padded, tgt_in (B, T) = <bos> y₁..y_{T-1}. Returns (B, T, V) target logits."""
         prompt = left_pad(src, append=BOS)[:, :-1]  # left-padded source; tgt_in supplies the <bos> separator
         seq = torch.cat([prompt, tgt_in], 1)
-        logits = super().forward(seq)  # left pads: positions count real tokens only, as in decoding
-        return logits[:, prompt.size(1) :]
+        h = self.decoder(seq)  # left pads: positions count real tokens only, as in decoding
+        return self.lm_head(h[:, prompt.size(1) :])  # the head on target positions only: no logits for the source
 
     def start(self, src: torch.Tensor, max_new_tokens: int):
         return super().start(left_pad(src, append=BOS), max_new_tokens)

@@ -57,7 +57,8 @@ def forward_flops(arch: str, d: int, f: int, n_layers: int, vocab: int, batch: i
                   length_classes: int = 0):
     """Forward FLOPs of one batch (teacher forcing): encdec/nar (src_len → tgt_len; nar: + a length head of
     `length_classes`), rnn_attn / rnn_seq2seq (the same, `cell` and `attention` as the arch's params; rnn_seq2seq is
-    attention none), decoder (an LM over src_len + tgt_len tokens; task=classification: a head on the last token),
+    attention none), decoder (an LM over src_len + tgt_len tokens; the LM head on every token for task=lm, on the
+    tgt_len target tokens for the translation prefix LM, on the last token for classification),
     encoder (classify src_len tokens). Lengths may be numpy arrays (one example each, batch=1)."""
     if arch in ("encdec", "nar"):
         enc = src_len * _layer(d, f, src_len)
@@ -68,7 +69,8 @@ def forward_flops(arch: str, d: int, f: int, n_layers: int, vocab: int, batch: i
                                  "none" if arch == "rnn_seq2seq" else attention)
     if arch == "decoder":
         t = src_len + tgt_len
-        head = 2 * d * n_classes if task == "classification" else t * 2 * d * vocab
+        scored = tgt_len if task == "translation" else t  # the prefix LM scores its target only
+        head = 2 * d * n_classes if task == "classification" else scored * 2 * d * vocab
         return batch * (n_layers * t * _layer(d, f, t) + head)
     if arch == "encoder":
         return batch * (n_layers * src_len * _layer(d, f, src_len) + 2 * d * n_classes)
