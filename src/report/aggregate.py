@@ -46,12 +46,17 @@ def _fixed(rows: list, batch_size: int | None = None) -> dict | None:
     return rows[-1] if batch_size is None else next((r for r in rows if r.get("batch_size") == batch_size), None)
 
 
+def ct2_engines(decode: dict) -> dict[str, dict]:
+    """The CTranslate2 entries a bench.ct2 run timed beside its "decode" entry: {"ct2_float32": {..., "by_batch"}}."""
+    return {k: v for k, v in (decode or {}).items() if k.startswith("ct2_") and isinstance(v, dict) and v.get("by_batch")}
+
+
 def ct2_measures(decode: dict, variant: str = "decode") -> dict:
     """A bench.ct2 run's CTranslate2 entries (src/speed/deploy.py `run_ct2`) beside ours, all in fixed mode (<eos>
     banned, bench.fixed_tokens per sentence, the same test batches): <variant>/fixed_latency_ms (batch 1,
     ms/sentence) and <variant>/fixed_tokens_per_s (the largest batch CT2 ran), and ct2_<q>/latency_ms,
     ct2_<q>/tokens_per_s for each quantization. {} for a run without CT2 entries."""
-    engines = {k: v for k, v in decode.items() if k.startswith("ct2_") and isinstance(v, dict) and v.get("by_batch")}
+    engines = ct2_engines(decode)
     if not engines:
         return {}
     out = {}

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..tasks.scoring import tokenize_of
-from .aggregate import by_batch_curve, bucket_label, config_of, crossover, get_in
+from .aggregate import by_batch_curve, bucket_label, config_of, crossover, ct2_engines, get_in
 from .collect import Member
 
 VAL_BY_TASK = {"translation": "val/bleu", "classification": "val/accuracy", "lm": "val/loss"}
@@ -207,7 +207,7 @@ def latency_panels(groups: list[Group], metric: str | None) -> tuple[dict[str, l
     common = set.intersection(*(set(ms) for *_, ms in found))
     panels = {}
     for b in sorted({1, max(common)}):
-        pts = [Series(g.label + ("" if v == "decode" else f" [{v.removeprefix('decode_')}]"), g.arch, [ms[b]], [y],
+        pts = [Series(curve_label(g.label, v), g.arch, [ms[b]], [y],
                       [y - ys], [y + ys], marker=g.marker, dashed=v != "decode") for g, v, y, ys, ms in found]
         for s, on in zip(pts, pareto_front([(s.x[0], s.y[0]) for s in pts], higher)):
             s.front = on
@@ -232,9 +232,7 @@ def batch_curves(groups: list[Group]) -> tuple[list, list, dict, dict]:
             bs = sorted(b for b in acc if _mean(acc[b]["ms"]) is not None)
             if not bs:
                 continue
-            label = g.label + ("" if v == "decode" else f" [{v.removeprefix('decode_')}]")
-            if v.startswith("ct2_"):
-                label = f"{g.label} [CTranslate2 {v.removeprefix('ct2_')}]"
+            label = curve_label(g.label, v)
             fam[label], group_of[label] = family(g.records[0]), g.label
             lat.append(Series(label, g.arch, bs, [_mean(acc[b]["ms"]) for b in bs], marker=g.marker,
                               dashed=v != "decode"))
@@ -250,12 +248,18 @@ def batch_curves(groups: list[Group]) -> tuple[list, list, dict, dict]:
     return lat, thr, crossings, fam
 
 
+def curve_label(label: str, variant: str) -> str:
+    """"encdec", "nar [pass1]", "encdec [CTranslate2 int8]": a configuration's label and its curve's variant."""
+    if variant.startswith("ct2_"):
+        return f"{label} [CTranslate2 {variant.removeprefix('ct2_')}]"
+    return label + ("" if variant == "decode" else f" [{variant.removeprefix('decode_')}]")
+
+
 def curve_variants(record: dict) -> list[str]:
     """The decoding variants with by-batch rows ("decode", "decode_pass1", ...), then the CTranslate2 engines the
     run timed beside its "decode" (bench.ct2: "ct2_float32", "ct2_int8")."""
     inference = record.get("inference") or {}
-    engines = [k for k, v in (inference.get("decode") or {}).items() if k.startswith("ct2_") and isinstance(v, dict)]
-    return [*inference, *engines]
+    return [*inference, *ct2_engines(inference.get("decode"))]
 
 
 def _x_axis(members: list[Member], key: str) -> str:
@@ -405,7 +409,7 @@ def bleu_series(groups: list[Group], buckets) -> dict[str, tuple[Group, str, dic
             for v, rs in rows.items():
                 per_variant[v].append(rs)
         for v, runs in per_variant.items():
-            label = g.label + ("" if v == "decode" else f" [{v.removeprefix('decode_')}]")
+            label = curve_label(g.label, v)
             out[label] = (g, v, bucket_bleu_ci(runs, buckets, tokenize_of(with_hyps[0].record)))
     return out
 
