@@ -71,6 +71,13 @@ def ct2_measures(decode: dict, variant: str = "decode") -> dict:
     return out
 
 
+def machine_of(record: dict) -> str:
+    """What a run's speed was measured on: the GPU type, else the CPU model its benchmark recorded
+    (inference.decode.cpu.model), else the device string."""
+    return str(get_in(record, "cluster", "gpu_type") or get_in(record, "inference", "decode", "cpu", "model")
+               or record.get("device") or "?")
+
+
 def latency_spread(record: dict, variant: str = "decode") -> float | None:
     """The recorded spread ((max - min) / median of the repeats) of the batch-1 natural-mode row behind
     latency_ms_batch1 (src/speed/inference.py), or None."""
@@ -208,10 +215,11 @@ def add_statistics(rows: list[dict], configs: list[tuple[str, dict, list[dict]]]
     for label, _, members in configs:
         timed = [m for m in members if get_in(m, "inference", "decode", "latency_ms_batch1") is not None]
         latency[names[label]] = ([m["inference"]["decode"]["latency_ms_batch1"] for m in timed],
-                                 [latency_spread(m) for m in timed])
+                                 [latency_spread(m) for m in timed], {machine_of(m) for m in timed})
     several = len(rows) > 1
     out["quality"] = stats.quality_wins({names[k]: v for k, v in examples.items()}) if several else {}
     out["latency"], out["spread_used"] = stats.latency_wins(latency) if several else ({}, True)
+    out["machines"] = {name: sorted(ms) for name, (_, _, ms) in latency.items() if ms}
     return {**out, "names": [names[r["label"]] for r in rows], "signatures": sorted(out["signatures"]),
             "baseline": names.get(baseline) if baseline else None}
 

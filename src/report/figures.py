@@ -12,11 +12,7 @@
                           on its own panel, never on the AR cross-entropy's axis;
 - bleu_by_length          BLEU per source-length bucket (Bahdanau et al. 2015, Fig. 2) with each bucket's size and a
                           95 % bootstrap CI (translation runs with hypotheses.jsonl).
-
-The bootstrap resamples the bucket's test sentences as sacreBLEU's `corpus_score(..., n_bootstrap=1000)` does
-(numpy default_rng(12345), 95 % interval from the sorted scores' 1/40 tails; Koehn 2004, "Statistical Significance
-Tests for Machine Translation Evaluation"), with the same sentences drawn for every seed of a configuration, so
-the interval is that of the mean over seeds; with one seed it is sacreBLEU's own.
+(the per-configuration data: src/report/groups.py; the bucket statistics: src/report/bleu_by_length.py)
 """
 from __future__ import annotations
 
@@ -25,13 +21,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..tasks.scoring import tokenize_of
-from .aggregate import by_batch_curve, bucket_label, config_of, crossover, ct2_engines, get_in
+from .aggregate import by_batch_curve, crossover, get_in
+from .bleu_by_length import bleu_series
 from .collect import Member
-
-VAL_BY_TASK = {"translation": "val/bleu", "classification": "val/accuracy", "lm": "val/loss"}
-LOWER_IS_BETTER = ("loss", "perplexity", "ppl", "wer", "ter", "error", "latency")
-N_BOOTSTRAP, BOOTSTRAP_SEED = 1000, 12345  # sacreBLEU's defaults (SACREBLEU_SEED)
+from .groups import (Group, curve_label, curve_variants, family, groups_of, headline_of, higher_is_better, mean_of,
+                     mean_std, val_metric, variant_metric)
 
 
 @dataclass
@@ -47,88 +41,6 @@ class Figures:
     bleu_by_length_ci: dict[str, dict[str, dict]] = field(default_factory=dict)  # + "low", "high", "n", "seeds"
 
 
-@dataclass
-class Group:
-    """The finished members of one configuration, as the figures label and style it."""
-
-    label: str
-    arch: str
-    marker: str
-    device: str
-    base: str  # the label without the device (throughput_by_device groups by device)
-    members: list[Member]
-
-    @property
-    def records(self) -> list[dict]:
-        return [m.record for m in self.members]
-
-
-def higher_is_better(metric: str) -> bool:
-    return not any(w in metric.lower() for w in LOWER_IS_BETTER)
-
-
-def family(record: dict) -> str:
-    """"nar" or "ar" (results.json config.arch.family; records without it: by the arch name)."""
-    return get_in(record, "config", "arch", "family") or ("nar" if str(record.get("arch")) == "nar" else "ar")
-
-
-def val_metric(record: dict) -> str | None:
-    """The task's validation metric: results.json validation.metric, else task.val_metric, else by task
-    (translation val/bleu, classification val/accuracy, lm val/loss)."""
-    return (get_in(record, "validation", "metric") or get_in(record, "config", "task", "val_metric")
-            or VAL_BY_TASK.get(str(record.get("task"))))
-
-
-def variant_metric(headline: str, variant: str) -> str:
-    """The test metric of an inference variant: decode -> test/bleu, decode_pass1 -> test/pass1/bleu."""
-    suffix = variant.removeprefix("decode").strip("_/")
-    if not suffix:
-        return headline
-    head, _, rest = headline.partition("/")
-    return f"{head}/{suffix}/{rest}" if rest else f"{headline}/{suffix}"
-
-
-def hypothesis_variant(name: str) -> str:
-    """hypotheses.jsonl variant -> its inference key: "" or "decode" -> decode, "pass1/" -> decode_pass1."""
-    name = str(name or "").strip("/")
-    return "decode" if name in ("", "decode") else f"decode_{name.removeprefix('decode_')}"
-
-
-def groups_of(members: list[Member]) -> list[Group]:
-    """Finished members by configuration, exactly as the report's tables group them (src/report/identity.py: the
-    resolved config minus the seed and what does not change the experiment), each labelled by its arch and the
-    identity's distinguishing keys ("encdec optim.lr=0.001"), with one marker per configuration of an arch."""
-    from ..plots import MARKERS
-    from .identity import group
-
-    finished = {id(m.record): m for m in members if m.record}
-    groups, per_arch = [], defaultdict(int)
-    for label, _, records in sorted(group([m.record for m in finished.values()]), key=lambda g: str(g[0])):
-        arch = str(config_of(records[0])["arch"])
-        parts = [p for p in label.split() if not p.startswith("arch=")]
-        base = " ".join([arch, *(p for p in parts if not p.startswith("device="))])
-        groups.append(Group(" ".join([arch, *parts]), arch, MARKERS[per_arch[arch] % len(MARKERS)],
-                            str(config_of(records[0])["device"]), base, [finished[id(r)] for r in records]))
-        per_arch[arch] += 1
-    return groups
-
-
-def _mean(xs) -> float | None:
-    xs = [float(x) for x in xs if isinstance(x, (int, float))]
-    return statistics.fmean(xs) if xs else None
-
-
-def _mean_std(xs) -> tuple[float | None, float]:
-    xs = [float(x) for x in xs if isinstance(x, (int, float))]
-    if not xs:
-        return None, 0.0
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
-
-
-def headline_of(record: dict, metric: str | None) -> str | None:
-    return metric or record.get("headline_metric")
-
-
 # ---------------------------------------------------------------------------------------------------- the data
 
 
@@ -137,8 +49,8 @@ def throughput_points(groups: list[Group], metric: str | None):
 
     points = []
     for g in groups:
-        x, xs = _mean_std(get_in(r, "train", "tokens_per_s") for r in g.records)
-        y, ys = _mean_std(get_in(r, "metrics", headline_of(r, metric)) for r in g.records)
+        x, xs = mean_std(get_in(r, "train", "tokens_per_s") for r in g.records)
+        y, ys = mean_std(get_in(r, "metrics", headline_of(r, metric)) for r in g.records)
         if x is not None and y is not None:
             points.append(Series(f"{g.label} (n={len(g.members)})", g.arch, [x], [y], [y - ys], [y + ys], [xs],
                                  g.marker))
@@ -150,7 +62,7 @@ def device_bars(groups: list[Group]):
 
     bars: dict[str, Series] = {}
     for g in groups:
-        y, ys = _mean_std(get_in(r, "train", "tokens_per_s") for r in g.records)
+        y, ys = mean_std(get_in(r, "train", "tokens_per_s") for r in g.records)
         if y is None:
             continue
         s = bars.setdefault(g.base, Series(g.base, g.arch, [], [], marker=g.marker))
@@ -191,11 +103,11 @@ def latency_panels(groups: list[Group], metric: str | None) -> tuple[dict[str, l
         variants = dict.fromkeys(v for r in g.records for v in (r.get("inference") or {}))
         for v in variants:
             names_v = [variant_metric(headline_of(r, metric) or "", v) for r in g.records]
-            y, ys = _mean_std(get_in(r, "metrics", n) for r, n in zip(g.records, names_v))
+            y, ys = mean_std(get_in(r, "metrics", n) for r, n in zip(g.records, names_v))
             if y is None:
                 continue
             batches = {b for r in g.records for b in by_batch_curve(r, v)["batch_size"]} | {1}
-            ms = {b: _mean(latency_at(r, v, b) for r in g.records) for b in batches}
+            ms = {b: mean_of(latency_at(r, v, b) for r in g.records) for b in batches}
             ms = {b: x for b, x in ms.items() if x is not None}
             if ms:
                 found.append((g, v, y, ys, ms))
@@ -215,9 +127,10 @@ def latency_panels(groups: list[Group], metric: str | None) -> tuple[dict[str, l
     return panels, name, higher
 
 
-def batch_curves(groups: list[Group]) -> tuple[list, list, dict, dict]:
+def batch_curves(groups: list[Group], baseline: str | None = None) -> tuple[list, list, dict, dict]:
     """Mean-over-seeds by_batch curves (latency, throughput) per (configuration, decoding variant), each NAR
-    curve's crossover against the first AR curve at the batch sizes both measured, and each curve's family."""
+    curve's crossover against the AR configuration's curves (the baseline configuration when it is AR, else the
+    first AR one) at the batch sizes both measured, and each curve's family."""
     from ..plots import Series
 
     lat, thr, fam, group_of = [], [], {}, {}
@@ -229,37 +142,24 @@ def batch_curves(groups: list[Group]) -> tuple[list, list, dict, dict]:
                 for b, ms, tps in zip(c["batch_size"], c["ms_per_sentence"], c["tokens_per_s"]):
                     acc[b]["ms"].append(ms)
                     acc[b]["tps"].append(tps)
-            bs = sorted(b for b in acc if _mean(acc[b]["ms"]) is not None)
+            bs = sorted(b for b in acc if mean_of(acc[b]["ms"]) is not None)
             if not bs:
                 continue
             label = curve_label(g.label, v)
-            fam[label], group_of[label] = family(g.records[0]), g.label
-            lat.append(Series(label, g.arch, bs, [_mean(acc[b]["ms"]) for b in bs], marker=g.marker,
+            fam[label], group_of[label] = family(g.records[0]), g.config
+            lat.append(Series(label, g.arch, bs, [mean_of(acc[b]["ms"]) for b in bs], marker=g.marker,
                               dashed=v != "decode"))
-            thr.append(Series(label, g.arch, bs, [_mean(acc[b]["tps"]) or float("nan") for b in bs],
+            thr.append(Series(label, g.arch, bs, [mean_of(acc[b]["tps"]) or float("nan") for b in bs],
                               marker=g.marker, dashed=v != "decode"))
     crossings = {}  # each NAR curve against the first AR configuration, on our loop and on CTranslate2
-    first = next((s for s in lat if fam[s.label] != "nar"), None)
+    ar_curves = [s for s in lat if fam[s.label] != "nar"]
+    first = next((s for s in ar_curves if group_of[s.label] == baseline), ar_curves[0] if ar_curves else None)
     for ar in (s for s in lat if first and fam[s.label] != "nar" and group_of[s.label] == group_of[first.label]):
         for s in (s for s in lat if fam[s.label] == "nar"):
             common = sorted(set(ar.x) & set(s.x))
             crossings[f"{s.label} vs {ar.label}"] = crossover(common, [ar.y[ar.x.index(b)] for b in common],
                                                               [s.y[s.x.index(b)] for b in common])
     return lat, thr, crossings, fam
-
-
-def curve_label(label: str, variant: str) -> str:
-    """"encdec", "nar [pass1]", "encdec [CTranslate2 int8]": a configuration's label and its curve's variant."""
-    if variant.startswith("ct2_"):
-        return f"{label} [CTranslate2 {variant.removeprefix('ct2_')}]"
-    return label + ("" if variant == "decode" else f" [{variant.removeprefix('decode_')}]")
-
-
-def curve_variants(record: dict) -> list[str]:
-    """The decoding variants with by-batch rows ("decode", "decode_pass1", ...), then the CTranslate2 engines the
-    run timed beside its "decode" (bench.ct2: "ct2_float32", "ct2_int8")."""
-    inference = record.get("inference") or {}
-    return [*inference, *ct2_engines(inference.get("decode"))]
 
 
 def _x_axis(members: list[Member], key: str) -> str:
@@ -340,85 +240,13 @@ def loss_panels(groups: list[Group]) -> dict:
     return {t: ("training step", "train/loss", s) for t, s in panels.items()}
 
 
-def _sentence_stats(tokenize: str, rows: list[dict], order: int = 4):
-    """Per-sentence BLEU sufficient statistics (sys_len, ref_len, `order` matches, `order` totals), as sacreBLEU
-    counts them for a corpus, through its public sentence_score (effective_order changes only a sentence's own
-    score, not these counts)."""
-    import numpy as np
-    from sacrebleu.metrics import BLEU
-
-    counter = BLEU(tokenize=tokenize, effective_order=True, max_ngram_order=order)
-    out = []
-    for r in rows:
-        s = counter.sentence_score(str(r.get("hypothesis", "")), [str(r.get("reference", ""))])
-        out.append([s.sys_len, s.ref_len, *s.counts, *s.totals])
-    return np.array(out, dtype=np.int64).reshape(len(rows), 2 + 2 * order)
-
-
-def _bleu_of(metric, stats) -> float:
-    n = metric.max_ngram_order
-    t = [int(v) for v in stats]
-    return metric.compute_bleu(t[2:2 + n], t[2 + n:], t[0], t[1], smooth_method=metric.smooth_method,
-                               smooth_value=metric.smooth_value, effective_order=metric.effective_order,
-                               max_ngram_order=n).score
-
-
-def bucket_bleu_ci(runs: list[list[dict]], buckets, tokenize: str = "13a", n_bootstrap: int = N_BOOTSTRAP,
-                   seed: int = BOOTSTRAP_SEED) -> dict[str, dict]:
-    """{bucket: {"bleu": mean over runs of the bucket's corpus BLEU, "low", "high": 95 % bootstrap CI, "n":
-    sentences, "seeds": runs}} for the hypotheses.jsonl rows of one configuration's seeds (one variant each, the
-    same test sentences: matched by "id" when every row has one, else by position). Each resample draws the
-    bucket's sentences once for all seeds (default_rng(seed), as sacreBLEU does); the CI bounds are the sorted
-    resampled scores' n//40-th from each end, sacreBLEU's own rule."""
-    import numpy as np
-    from sacrebleu.metrics import BLEU
-
-    metric = BLEU(tokenize=tokenize)
-    if all("id" in r for rows in runs for r in rows):
-        common = set.intersection(*({r["id"] for r in rows} for rows in runs))
-        runs = [sorted((r for r in rows if r["id"] in common), key=lambda r: r["id"]) for rows in runs]
-    else:
-        n = min(map(len, runs))
-        runs = [rows[:n] for rows in runs]
-    stats = [_sentence_stats(tokenize, rows, metric.max_ngram_order) for rows in runs]
-    words = [len(str(r.get("source", "")).split()) for r in runs[0]]
-    out = {}
-    for lo, hi in buckets:
-        idx = np.array([i for i, w in enumerate(words) if lo <= w and (hi is None or w < hi)], dtype=np.int64)
-        if not len(idx):
-            continue
-        point = statistics.fmean(_bleu_of(metric, s[idx].sum(0)) for s in stats)
-        draws = np.random.default_rng(seed).choice(len(idx), size=(n_bootstrap, len(idx)), replace=True)
-        scores = sorted(statistics.fmean(_bleu_of(metric, s[idx[d]].sum(0)) for s in stats) for d in draws)
-        cut = n_bootstrap // 40
-        out[bucket_label((lo, hi))] = {"bleu": point, "low": scores[cut], "high": scores[n_bootstrap - cut - 1],
-                                       "n": len(idx), "seeds": len(runs)}
-    return out
-
-
-def bleu_series(groups: list[Group], buckets) -> dict[str, tuple[Group, str, dict]]:
-    """label -> (group, variant, bucket_bleu_ci) for every configuration and decoding variant with hypotheses."""
-    out = {}
-    for g in groups:
-        with_hyps = [m for m in g.members if m.hypotheses]
-        per_variant = defaultdict(list)
-        for m in with_hyps:
-            rows = defaultdict(list)
-            for h in m.hypotheses:
-                rows[hypothesis_variant(h.get("variant", ""))].append(h)
-            for v, rs in rows.items():
-                per_variant[v].append(rs)
-        for v, runs in per_variant.items():
-            label = curve_label(g.label, v)
-            out[label] = (g, v, bucket_bleu_ci(runs, buckets, tokenize_of(with_hyps[0].record)))
-    return out
-
-
 # ---------------------------------------------------------------------------------------------------- drawing
 
 
-def draw_figures(members: list[Member], out: Path, buckets, metric: str | None = None) -> Figures:
-    """Every figure that applies to `members`, as PNGs in `out`; see the module docstring."""
+def draw_figures(members: list[Member], out: Path, buckets, metric: str | None = None,
+                 baseline: str | None = None) -> Figures:
+    """Every figure that applies to `members`, as PNGs in `out`; see the module docstring. `baseline`: the report's
+    label of the --baseline configuration (the NAR crossovers are against it when it is AR)."""
     from .. import plots
 
     figs, groups = Figures(), groups_of(members)
@@ -441,7 +269,7 @@ def draw_figures(members: list[Member], out: Path, buckets, metric: str | None =
     panels, quality, higher = latency_panels(groups, metric)
     if panels:
         keep("quality_vs_latency", plots.quality_vs_latency(panels, quality, higher, out / "quality_vs_latency.png"))
-    lat, thr, figs.crossings, fam = batch_curves(groups)
+    lat, thr, figs.crossings, fam = batch_curves(groups, baseline)
     nar = any(family(r) == "nar" for g in groups for r in g.records)
     if lat and {"nar", "ar"} <= set(fam.values()):
         keep("ar_vs_nar_batch", plots.latency_vs_batch(lat, thr, figs.crossings, out / "ar_vs_nar_batch.png"))

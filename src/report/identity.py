@@ -11,13 +11,18 @@ the run's seed in every run of the report (data.seed=${seed}: varied with the se
 Everything else -- optim.lr, trainer.max_steps, data.vocab_size, size.d_model, decode.* ... -- makes another
 configuration. Records without a
 "config" (old schema, W&B) fall back to (arch, task, data, size, device, decode, arch params).
+A key that a record's config lacks counts at the schema's default (src/config.py `RunConfig`): a switch added after
+the run (decode.int8) does not split it from later runs that hold the default.
 Each row is labelled by the config keys that tell the rows apart (`labels`): group names first (arch=encdec,
 size=small, decode=beam), then other keys in order, each kept only if it separates rows the earlier ones do not."""
 from __future__ import annotations
 
+import dataclasses
+import functools
+import typing
 from collections import defaultdict
 
-from ..config import ConfigError
+from ..config import ConfigError, RunConfig
 
 KEYS = ("arch", "task", "data", "size", "device", "decode", "arch_params")
 IGNORED = ("seed", "logger", "hydra", "gpu", "threads", "samples", "attention", "bench", "results_file",
@@ -65,6 +70,21 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+@functools.cache
+def schema_defaults() -> dict:
+    """{dotted key: default} of every scalar field of the run schema that has a default (nested dataclasses
+    followed, a required one's fields included)."""
+    def walk(cls, prefix: str) -> dict:
+        out, types = {}, typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(types[f.name]):
+                out.update(walk(types[f.name], f"{prefix}{f.name}."))
+            elif f.default is not dataclasses.MISSING and not isinstance(f.default, (list, dict)):
+                out[f"{prefix}{f.name}"] = f.default
+        return out
+    return walk(RunConfig, "")
+
+
 def identity(record: dict, data_seed_is_seed: bool = False) -> dict:
     """The configuration a record belongs to: {dotted config key: value} (module docstring)."""
     config = record.get("config")
@@ -73,7 +93,7 @@ def identity(record: dict, data_seed_is_seed: bool = False) -> dict:
         c = config_of(record)
         return {"arch.name": c["arch"], "task.name": c["task"], "data.name": c["data"], "size.name": c["size"],
                 "decode": c["decode"], "arch.params": c["arch_params"], "device": device}
-    flat = flatten(config)
+    flat = {**schema_defaults(), **flatten(config)}
     drop = lambda k: any(k == p or k.startswith(p + ".") for p in IGNORED)  # noqa: E731
     out = {k: v for k, v in flat.items() if not drop(k)}
     if data_seed_is_seed:

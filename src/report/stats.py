@@ -329,15 +329,17 @@ def latency_range(latencies: list[float], spreads: list[float | None]) -> tuple[
     return (min(l * (1 - s) for l, s in zip(latencies, spreads)), max(l * (1 + s) for l, s in zip(latencies, spreads)))
 
 
-def latency_wins(configs: dict[str, tuple[list[float], list]]) -> tuple[dict, bool]:
+def latency_wins(configs: dict[str, tuple[list[float], list, set]]) -> tuple[dict, bool]:
     """{(row, column): "win" | "loss" | "tie" | "n/a"} on batch-1 latency (lower wins), and whether every cell used
-    the recorded spread: ranges that do not overlap decide; without a spread, the plain mean decides."""
+    the recorded spread: ranges that do not overlap decide; without a spread, the plain mean decides. Each entry is
+    (latencies, spreads, machines): two configurations are compared only when all their runs were timed on one
+    machine (the same CPU model or GPU type), else "n/a"."""
     labels = list(configs)
     out, spread_used = {}, True
     for i, a in enumerate(labels):
         for b in labels[i + 1:]:
-            (la, sa), (lb, sb) = configs[a], configs[b]
-            if not la or not lb:
+            (la, sa, ma), (lb, sb, mb) = configs[a], configs[b]
+            if not la or not lb or len(ma | mb) > 1:
                 out[a, b] = out[b, a] = "n/a"
                 continue
             ra, rb = latency_range(la, sa), latency_range(lb, sb)

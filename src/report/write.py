@@ -111,7 +111,7 @@ def write_report(members: list[Member], out: Path, buckets, metric: str | None =
                          "repeats (the same configuration run twice?); they are averaged as if independent")
     metric = rows[0]["headline"] if rows and len({r["headline"] for r in rows}) == 1 else "headline metric"
 
-    figures = draw_figures(members, out, buckets, metric if metric != "headline metric" else None)
+    figures = draw_figures(members, out, buckets, metric if metric != "headline metric" else None, base)
     notes += figures.notes
     plot_paths, crossings, bleu_series = figures.plots, figures.crossings, figures.bleu_by_length
 
@@ -188,7 +188,12 @@ def significance(result: dict) -> list[str]:
     how = ("ranges (median ± recorded spread of the timed repeats, over seeds) that do not overlap decide; tie = "
            "they overlap" if st["spread_used"] else "no recorded spread for some runs: the plain mean decides, "
            "differences may be noise")
-    lines += matrix(f"## Win matrix: batch-1 latency (row vs column, lower wins; {how})", st["names"], st["latency"])
+    lines += matrix(f"## Win matrix: batch-1 latency (row vs column, lower wins; {how}; n/a = timed on another "
+                    "machine)", st["names"], st["latency"])
+    machines = st.get("machines") or {}
+    if len({m for ms in machines.values() for m in ms}) > 1:
+        lines += ["", "Timed on more than one machine (speed columns compare only within one): "
+                  + "; ".join(f"{name}: {', '.join(ms)}" for name, ms in machines.items()) + "."]
     if st["signatures"]:
         lines += ["", "## sacreBLEU signatures", ""] + [f"- `{s}`" for s in st["signatures"]]
     if any(k.startswith("ct2_") for r in result["rows"] for k in r):

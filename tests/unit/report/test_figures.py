@@ -9,7 +9,9 @@ from sacrebleu.metrics import BLEU
 from src.plots import arch_colour
 from src.report.aggregate import parse_buckets
 from src.report.collect import Member
-from src.report.figures import bucket_bleu_ci, draw_figures, pareto_front, variant_metric
+from src.report.bleu_by_length import bucket_bleu_ci
+from src.report.figures import draw_figures, pareto_front
+from src.report.groups import variant_metric
 from src.report.write import report_group, typed_table
 
 BUCKETS = parse_buckets("0-3,3-6,6+")
@@ -89,6 +91,16 @@ def test_nar_is_compared_with_ar_on_our_loop_and_on_ctranslate2(tmp_path):
     assert figs.crossings["nar vs encdec"]["status"] == "crosses"
     assert figs.crossings["nar vs encdec [CTranslate2 float32]"]["status"] == "nar_never_wins"
     assert figs.crossings["nar [pass1] vs encdec [CTranslate2 float32]"]["status"] == "nar_always_wins"
+
+
+def test_nar_crossovers_are_against_the_baseline_when_it_is_ar(tmp_path):
+    members = [member(arch, 0, by_batch=(1, 8), ms=ms) for arch, ms in (("decoder", 20.0), ("encdec", 10.0))]
+    members.append(member("nar", 0, family="nar", by_batch=(1, 8), ms=5.0))
+    assert set(draw_figures(members, tmp_path / "a", BUCKETS).crossings) == {"nar vs decoder", "nar [pass1] vs decoder"}
+    figs = draw_figures(members, tmp_path / "b", BUCKETS, baseline="arch=encdec")
+    assert set(figs.crossings) == {"nar vs encdec", "nar [pass1] vs encdec"}
+    assert set(draw_figures(members, tmp_path / "c", BUCKETS, baseline="arch=nar").crossings) == {
+        "nar vs decoder", "nar [pass1] vs decoder"}  # a NAR baseline: the first AR configuration
 
 
 def test_quality_vs_latency_marks_the_pareto_front(tmp_path):
@@ -181,7 +193,7 @@ def test_report_run_joins_the_sweeps_group(tmp_path):
 
 
 def test_runs_differing_in_a_setting_are_two_lines_named_by_it(tmp_path):
-    from src.report.figures import groups_of
+    from src.report.groups import groups_of
 
     members = [member("encdec", s) for s in (0, 1)] + [member("encdec", 0), member("nar", 0, family="nar")]
     members[2].record["config"]["optim"] = {"lr": 0.001}

@@ -87,6 +87,18 @@ def test_runs_differing_only_in_lr_are_two_rows_seeds_are_one(tmp_path):
     assert [label for label, _, _ in group(records[:2])] == [""]  # one configuration: nothing to tell apart
 
 
+def test_a_switch_added_after_a_run_counts_at_its_default(tmp_path):
+    """A run recorded before decode.int8 existed is a seed of the later runs holding its default (False), not of
+    those that turned it on."""
+    refs = references(20)
+    old = translation_run(tmp_path, "old", refs, refs, seed=0)
+    assert "int8" not in old["config"]["decode"]
+    records = [old, translation_run(tmp_path, "new", refs, refs, seed=1, **{"decode.int8": False}),
+               translation_run(tmp_path, "int8", refs, refs, seed=0, **{"decode.int8": True})]
+    assert sorted((label, len(rs)) for label, _, rs in group(records)) == [("decode.int8=False", 2),
+                                                                          ("decode.int8=True", 1)]
+
+
 def test_label_names_the_arch_not_every_key_it_changes(tmp_path):
     refs = references(20)
     records = [translation_run(tmp_path, "a", refs, refs),
@@ -211,6 +223,14 @@ def test_ct2_entries_are_measures_beside_ours():
     assert (got["ct2_int8/latency_ms"], got["ct2_int8/tokens_per_s"]) == (0.2, 2e4)
     assert (got["decode/fixed_latency_ms"], got["decode/fixed_tokens_per_s"]) == (8.0, 4000.0)
     assert "ct2_int8/latency_ms" not in measures({"inference": {"decode": {"latency_ms_batch1": 9.0}}})
+
+
+def test_latency_is_compared_only_on_one_machine():
+    amd, intel = {"AMD EPYC"}, {"Intel(R) Xeon(R) Processor"}
+    wins, _ = stats.latency_wins({"a": ([10.0], [0.05], amd), "b": ([20.0], [0.05], amd), "c": ([30.0], [0.05], intel),
+                                  "d": ([5.0, 6.0], [0.05, 0.05], amd | intel)})
+    assert wins["a", "b"] == "win" and wins["b", "a"] == "loss"
+    assert wins["a", "c"] == wins["c", "b"] == wins["d", "a"] == wins["d", "c"] == "n/a"
 
 
 def test_report_with_baseline(sweep, tmp_path):
