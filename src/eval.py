@@ -104,7 +104,7 @@ def default_name(run, identity: dict) -> str:
     if spec.task.name != "classification":
         d = spec.decode
         parts.append(d.method + (str(d.beam_size) if d.method == "beam" else "")
-                     + (f"{d.passes}" if d.method == "mask_predict" else ""))
+                     + (f"{d.passes}" if d.method == "mask_predict" else "") + ("+int8" if d.int8 else ""))
     return re.sub(r"[^\w.+=-]", "_", ".".join(parts)) + "-" + identity["hash"][:8]
 
 

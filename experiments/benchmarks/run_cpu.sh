@@ -12,6 +12,7 @@ mkdir -p "$out"
 run() { name=$1; shift; python -m src.speed "hydra.run.dir=$out/$name" speed.wandb=disabled "$@" | tee "$out/$name.txt"; }
 run encdec_fp32_vs_bart                                        # the default: issue 8's CPU shape, EOS banned (+ CT2)
 run encdec_fast_vs_bart speed.compile=true                     # our fast paths (compiled training, static decode)
+run encdec_int8_vs_bart decode.int8=true speed.train=false  # int8 weights in the decode step (vs CT2 int8)
 run encdec_bf16_vs_bart trainer.precision=bf16-mixed
 run encdec_bf16_fast_vs_bart trainer.precision=bf16-mixed speed.compile=true
 ARCHBENCH_MALLOC=tcmalloc run encdec_fast_tcmalloc_vs_bart speed.compile=true speed.ct2=false   # tcmalloc, when installed

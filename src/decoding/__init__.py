@@ -29,14 +29,14 @@ def generate(model, src: torch.Tensor, decode: DecodeConfig, max_new_tokens: int
     """The model's output token ids (B, T) for `src` under `decode` (its fields are the only defaults; vary them
     with `dataclasses.replace(decode, ...)`). A non-autoregressive model runs mask-predict with `decode.passes`,
     `decode.length_beam` and `decode.dedup`; an autoregressive one `decode.method`, on the compiled static step when
-    `decode.compile` and the model has one (rnn_attn decodes eagerly). fixed_length=True (speed measurements): <eos> is banned and every AR row gets
+    `decode.compile` and the model has one (rnn_attn decodes eagerly), on its int8 weights with `decode.int8`. fixed_length=True (speed measurements): <eos> is banned and every AR row gets
     exactly max_new_tokens tokens; mask-predict's length (every length-beam candidate's) is forced to max_new_tokens."""
     if getattr(model, "non_autoregressive", False):
         return mask_predict(model, src, decode.passes, length=max_new_tokens if fixed_length else None,
                             length_beam=decode.length_beam, dedup=decode.dedup)
     repeats = {"no_repeat_ngram_size": decode.no_repeat_ngram_size, "repetition_penalty": decode.repetition_penalty}
-    if decode.compile and supports_static(model):
-        model = static_decoder(model, compile=True)
+    if (decode.compile or decode.int8) and supports_static(model):
+        model = static_decoder(model, compile=decode.compile, int8=decode.int8)
     if decode.method == "greedy":
         return greedy(model, src, max_new_tokens, fixed_length, **repeats)
     if decode.method == "beam":

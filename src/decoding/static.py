@@ -15,13 +15,14 @@ shape across calls, so a captured graph always sees the same addresses; beam sea
 once per call); encdec's single <bos> then goes through the static step like every later token, a decoder's
 multi-token prompt through the eager decoder. On CPU the step reads copies of the decoder's weights in the form
 that streams fastest (`decode_linear`), refreshed in place when the model's weights change; on CUDA the step keeps
-nn.Linear as it is. Measured figures behind these choices: experiments/benchmarks/README.md.
+nn.Linear as it is. With `int8=True` (CPU, eager step) each of those Linears reads int8 weights instead
+(`int8_linear`). Measured figures behind these choices: experiments/benchmarks/README.md.
 """
 from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 
 import torch
 
@@ -97,6 +98,34 @@ def decode_linear(x: torch.Tensor, weight: torch.Tensor, weight_t: torch.Tensor,
     return y.reshape(*x.shape[:-1], y.size(-1))
 
 
+def int8_weights(weight: torch.Tensor, bias: torch.Tensor | None):
+    """W ≈ s ⊙ Q: per output row r, s_r = max_k |W_rk| / 127 and Q_rk = round(W_rk / s_r) ∈ [−127, 127] (symmetric,
+    per channel), packed once for fbgemm with the fp32 bias (torch.ops.quantized: deprecated in favour of torchao,
+    still shipped)."""
+    w = weight.detach().float()
+    scale = (w.abs().amax(1).clamp_min(1e-12) / 127).double()
+    q = torch.quantize_per_channel(w, scale, torch.zeros(w.size(0), dtype=torch.long), 0, torch.qint8)
+    return torch.ops.quantized.linear_prepack(q, None if bias is None else bias.detach().float())
+
+
+@lru_cache(None)
+def int8_reduce_range() -> bool:
+    """fbgemm's u8·s8 products are summed in pairs into saturating int16 (vpmaddubsw) except on avx512_vnni, so
+    activations get 7 bits there (reduce_range) and the full 8 bits only with VNNI."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " avx512_vnni" not in f.read()
+    except OSError:
+        return True
+
+
+def int8_linear(x: torch.Tensor, packed, out_features: int) -> torch.Tensor:
+    """x·Wᵀ + b with int8 W (`int8_weights`) and x quantized to uint8 per call over its own range (dynamic
+    quantization, fbgemm's int8 GEMM with int32 accumulation): a quarter of fp32's weight bytes to stream per step."""
+    y = torch.ops.quantized.linear_dynamic(x.reshape(-1, x.size(-1)).float(), packed, int8_reduce_range())
+    return y.reshape(*x.shape[:-1], out_features).to(x.dtype)
+
+
 def static_step(model, tok: torch.Tensor, state: StaticState) -> torch.Tensor:
     """(N,) previous tokens -> (N, V) next-token logits; advances `state` in place:
         x = E[tok]·√d_model + PE(next_pos)                       next_pos += [tok ≠ <pad>]
@@ -135,11 +164,16 @@ def greedy_block(model, logits: torch.Tensor, state: StaticState, done: torch.Te
 
 class StaticDecoder:
     """autoregressive.IncrementalDecoder over static buffers; `compile=True` compiles the step
-    (CUDA: mode="reduce-overhead", i.e. CUDA graphs; CPU: inductor's default mode)."""
+    (CUDA: mode="reduce-overhead", i.e. CUDA graphs; CPU: inductor's default mode); `int8=True` (CPU, not compiled:
+    dynamo cannot trace the packed weights) runs the step on int8 copies of the decoder's weights."""
 
-    def __init__(self, model, compile: bool = False, block_size: int = BLOCK_TOKENS):
+    def __init__(self, model, compile: bool = False, block_size: int = BLOCK_TOKENS, int8: bool = False):
         self._model = weakref.ref(model)  # weak: the per-model registry below must not keep the model alive
         self.cuda = model.lm_head.weight.is_cuda
+        if int8 and (compile or self.cuda):
+            raise ValueError("int8 decoding runs the eager static step on CPU (dynamo cannot trace packed int8 "
+                             "weights): not with compile, not on CUDA")
+        self.int8 = int8
         self._step, self._block = static_step, greedy_block
         if compile:
             self._step = torch.compile(static_step, mode="reduce-overhead" if self.cuda else None)
@@ -159,6 +193,11 @@ class StaticDecoder:
         """decode_linear forwards over copies of the weights in the compute dtype (bf16 under autocast: half the
         bytes to stream, and no cast of every weight at every step), built once per dtype; a compiled step
         guards on these objects."""
+        if self.int8:
+            dtype = torch.qint8
+            if dtype not in self._forwards:  # dropped by _refresh_weights when the weights change: repacked here
+                self._forwards[dtype] = [partial(int8_linear, packed=int8_weights(lin.weight, lin.bias),
+                                                 out_features=lin.out_features) for lin in self._linears]
         if dtype not in self._forwards:
             def as_dtype(t):  # the parameter itself when it already has the dtype
                 return t if t is None or t.dtype == dtype else t.detach().to(dtype)
@@ -176,6 +215,7 @@ class StaticDecoder:
         """Copy changed weights (training went on since the last call) into the copies, in place."""
         versions = self._weight_versions()
         if versions != self._versions:
+            self._forwards.pop(torch.qint8, None)
             for copies in self._copies.values():
                 for lin, (w, wt, b) in zip(self._linears, copies):
                     wt.copy_(lin.weight.detach().t())
@@ -259,13 +299,14 @@ class StaticDecoder:
 _decoders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def static_decoder(model, compile: bool = False, block_size: int = BLOCK_TOKENS) -> StaticDecoder:
-    """The model's StaticDecoder (one per model, compile flag and greedy block size, so compiled graphs and buffers
-    are reused)."""
+def static_decoder(model, compile: bool = False, block_size: int = BLOCK_TOKENS, int8: bool = False) -> StaticDecoder:
+    """The model's StaticDecoder (one per model, compile flag, greedy block size and int8 flag, so compiled graphs,
+    packed weights and buffers are reused)."""
     per_model = _decoders.setdefault(model, {})
-    if (compile, block_size) not in per_model:
-        per_model[compile, block_size] = StaticDecoder(model, compile, block_size)
-    return per_model[compile, block_size]
+    key = (compile, block_size, int8)
+    if key not in per_model:
+        per_model[key] = StaticDecoder(model, compile, block_size, int8)
+    return per_model[key]
 
 
 def supports_static(model) -> bool:

@@ -253,7 +253,7 @@ def markdown(result: dict) -> str:
     header = (f"# archbench speed: {s['arch']} L={s['n_layers']} d={s['d_model']} h={s['n_heads']} ff={s['d_ff']} "
               f"V={s['vocab']} src={s['src_len']} new={s['new_tokens']} · {m['device']} · {m['threads']} threads · "
               f"load {m['load_avg_1min']:.2f} · {m.get('allocator', '?')} malloc · {s['precision']} · "
-              f"{_compiled(s)}")
+              f"{_compiled(s)}" + (" · int8 decode (decode.int8)" if (s.get("decode") or {}).get("int8") else ""))
     params = f"params: ours {result['params']['ours']:,}" + (f" · {peer} {result['params']['hf']:,}" if peer else "")
     if m.get("cpu"):  # bench.json from before the machine line has none
         header += f"\n\nmachine: {cpu_line(m['cpu'])} · threads: ours {_threads(result, 'ours')}" + (

@@ -122,6 +122,45 @@ def test_static_step_under_bf16_autocast_reads_bf16_copies():
     assert torch.equal(greedy(dec, src, 12), greedy(model, src, 12))  # fp32 again: fp32 copies, exact
 
 
+@pytest.mark.parametrize("cls", MODELS)
+def test_int8_step_stays_close_to_fp32_and_follows_weight_updates(cls):
+    """decode.int8: the static step on per-channel int8 weights (dynamic int8 activations) gives logits close to the
+    fp32 step's (tokens of a trained model: tests/e2e/test_eval.py), serves beam search as greedy, and repacks after
+    the weights change; the model keeps its fp32 parameters and its nn.Linear forwards."""
+    model, src = model_and_src(cls)
+    fp32, int8 = StaticDecoder(model), static_decoder(model, int8=True)
+    cos = torch.nn.functional.cosine_similarity
+
+    def step_logits(dec):  # the second step (a decoder's prompt goes through the eager decoder at prefill)
+        logits, state = dec.prefill(src, 10)
+        return dec.step(torch.full_like(src[:, 0], 7), state)
+    logits, q_logits = step_logits(fp32), step_logits(int8)
+    assert not torch.equal(q_logits, logits)  # the int8 weights are read
+    assert cos(q_logits, logits, dim=-1).min() > 0.995
+    tokens = greedy(int8, src, 12)
+    assert (tokens == greedy(model, src, 12)).float().mean() >= 0.8
+    assert beam_search(int8, src[:2], 12, beam_size=3)[0].shape[:2] == (2, 3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    new_logits = step_logits(int8)
+    assert cos(new_logits, step_logits(fp32), dim=-1).min() > 0.995
+    assert cos(new_logits, q_logits, dim=-1).min() < 0.99  # repacked
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert not any("forward" in vars(m) for m in model.modules())
+    assert generate(model, src, DecodeConfig(int8=True), 12).shape == tokens.shape
+
+
+def test_int8_is_not_compiled():
+    from src.config import ConfigError
+
+    with pytest.raises(ConfigError, match="decode.int8=true runs the eager static step"):
+        DecodeConfig(int8=True, compile=True)
+    model, _ = model_and_src(EncoderDecoder)
+    with pytest.raises(ValueError, match="not with compile"):
+        StaticDecoder(model, compile=True, int8=True)
+
+
 def test_static_state_is_updated_in_place():
     """A captured graph reads fixed addresses: a step must not rebind any tensor of the state."""
     model, src = model_and_src(EncoderDecoder)
