@@ -238,15 +238,33 @@ class GracefulStop(L.Callback):
             return
         self.check()
 
+    def on_validation_batch_end(self, trainer, *_):
+        if self.signum is not None and trainer.state.fn == "fit":
+            # finish this validation (Lightning would stop in its middle and lose its row); stop after the next step
+            trainer._signal_connector.received_sigterm = False
+
     def on_exception(self, trainer, pl_module, exception):
         """Inside fit, with the trainer state intact: save the checkpoint that the resumed run starts from. The
         step's train row is logged first (Lightning logs it after on_train_batch_end, where we stopped; the resumed
         run starts at the next step), so the rows of the two segments join without a gap."""
-        if isinstance(exception, (Interrupted, SIGTERMException)) and trainer.state.fn == "fit":
+        if isinstance(exception, Interrupted) and trainer.state.fn == "fit":
             if trainer.training and isinstance(trainer._logger_connector._first_loop_iter, bool):
                 # inside a train step (its row not logged yet); at an epoch's end Lightning has logged it already
                 trainer._logger_connector.update_train_step_metrics()
             trainer.save_checkpoint(self.checkpoint)
+        elif isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
+            # Lightning's own stop. Between two steps (the signal came after the last validation batch): the step's
+            # row is logged and its logger step counted, which a restarted loop counts once more (Lightning expects
+            # a checkpoint from before that count), so the checkpoint gets the count from before it
+            loop = trainer.fit_loop.epoch_loop
+            if trainer.validating:  # inside a validation (its step not counted yet): saved as it is
+                trainer.save_checkpoint(self.checkpoint)
+                return
+            loop._batches_that_stepped -= 1
+            try:
+                trainer.save_checkpoint(self.checkpoint)
+            finally:
+                loop._batches_that_stepped += 1
 
     def hand_over(self) -> None:
         """After the checkpoint: let a scheduler-side handler requeue the job."""

@@ -1,5 +1,6 @@
 """Runs never lie and never lose work: every bad case ends with its exit code and one line, without a traceback,
 and leaves a finished run's files byte-identical; a signal saves a checkpoint the same command resumes from."""
+import csv
 import hashlib
 import json
 import os
@@ -194,6 +195,27 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
              if r.split(",")[rows[0].split(",").index("step")]]
     assert rows[0].startswith(("epoch", "step", "test", "train", "val"))  # one header: appended, not overwritten
     assert min(steps) < cut_at <= max(steps)  # the CSV holds both segments
+
+
+@pytest.mark.parametrize("when,stopped_at", [("batch", 101), ("end", 100)])
+def test_a_signal_during_validation_resumes_with_the_rows_of_one_run(tmp_path, when, stopped_at):
+    """SIGTERM during the validation after step 100. From its first batch: the validation finishes (Lightning would
+    stop in its middle and lose its row) and the run stops after the next step. After its last batch: Lightning
+    stops between the two steps, and the checkpoint used to resume one step off. Either way the resumed run logs
+    each row once, under its own step."""
+    cmd = ("logger=csv", "trainer.max_steps=200", "trainer.val_check_interval=100", "trainer.log_every_n_steps=1",
+           "checkpoint_every_n_steps=50", "bench.latency_sentences=2", "bench.repeats=1", "bench.batch_sizes=[1]",
+           "+callbacks.sigterm._target_=tests.e2e.signal_callbacks.SigtermDuringValidation",
+           "+callbacks.sigterm.at_step=100", f"+callbacks.sigterm.when={when}", f"hydra.run.dir={tmp_path}")
+    cut = run_cli(*cmd, timeout=600)
+    assert cut.returncode == 143, cut.stderr[-2000:]
+    assert json.loads((tmp_path / "status.json").read_text())["step"] == stopped_at
+    assert run_cli(*cmd, timeout=600).returncode == 0
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        rows = [(int(r["step"]), "test" if r.get("test/loss") else "val" if r.get("val/loss") else "train")
+                for r in csv.DictReader(f)]
+    expected = [(s, "train") for s in range(100)] + [(99, "val")] + [(s, "train") for s in range(100, 200)]
+    assert rows == expected + [(199, "val"), (200, "test")]
 
 
 def test_a_resumed_run_continues_the_same_wandb_run(tmp_path):
