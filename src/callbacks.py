@@ -255,16 +255,15 @@ class GracefulStop(L.Callback):
         elif isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
             # Lightning's own stop. Between two steps (the signal came after the last validation batch): the step's
             # row is logged and its logger step counted, which a restarted loop counts once more (Lightning expects
-            # a checkpoint from before that count), so the checkpoint gets the count from before it
+            # a checkpoint from before that count), so the checkpoint gets the count from before it. Inside a
+            # validation the step is not counted yet: saved as it is
+            counted = 0 if trainer.validating else 1
             loop = trainer.fit_loop.epoch_loop
-            if trainer.validating:  # inside a validation (its step not counted yet): saved as it is
-                trainer.save_checkpoint(self.checkpoint)
-                return
-            loop._batches_that_stepped -= 1
+            loop._batches_that_stepped -= counted
             try:
                 trainer.save_checkpoint(self.checkpoint)
             finally:
-                loop._batches_that_stepped += 1
+                loop._batches_that_stepped += counted
 
     def hand_over(self) -> None:
         """After the checkpoint: let a scheduler-side handler requeue the job."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 
 from ..config import ConfigError
-from .identity import KEYS, config_of, decode_label, get_in, group  # noqa: F401  (re-exported: write.py, plots)
+from .identity import KEYS, config_of, decode_label, device_of, get_in, group  # noqa: F401  (re-exported: write.py, plots)
 
 
 def mean_std(values) -> tuple[float | None, float | None, int]:
@@ -73,9 +73,9 @@ def ct2_measures(decode: dict, variant: str = "decode") -> dict:
 
 def machine_of(record: dict) -> str:
     """What a run's speed was measured on: the GPU type, else the CPU model its benchmark recorded
-    (inference.decode.cpu.model), else the device string."""
-    return str(get_in(record, "cluster", "gpu_type") or get_in(record, "inference", "decode", "cpu", "model")
-               or record.get("device") or "?")
+    (inference.decode.cpu.model), else the device string (identity.device_of)."""
+    cpu = None if get_in(record, "cluster", "gpu_type") else get_in(record, "inference", "decode", "cpu", "model")
+    return str(cpu or device_of(record))
 
 
 def latency_spread(record: dict, variant: str = "decode") -> float | None:

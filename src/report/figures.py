@@ -151,10 +151,10 @@ def batch_curves(groups: list[Group], baseline: str | None = None) -> tuple[list
                               dashed=v != "decode"))
             thr.append(Series(label, g.arch, bs, [mean_of(acc[b]["tps"]) or float("nan") for b in bs],
                               marker=g.marker, dashed=v != "decode"))
-    crossings = {}  # each NAR curve against the first AR configuration, on our loop and on CTranslate2
+    crossings = {}  # each NAR curve against one AR configuration, on our loop and on CTranslate2
     ar_curves = [s for s in lat if fam[s.label] != "nar"]
     first = next((s for s in ar_curves if group_of[s.label] == baseline), ar_curves[0] if ar_curves else None)
-    for ar in (s for s in lat if first and fam[s.label] != "nar" and group_of[s.label] == group_of[first.label]):
+    for ar in (s for s in ar_curves if group_of[s.label] == group_of[first.label]):
         for s in (s for s in lat if fam[s.label] == "nar"):
             common = sorted(set(ar.x) & set(s.x))
             crossings[f"{s.label} vs {ar.label}"] = crossover(common, [ar.y[ar.x.index(b)] for b in common],

@@ -49,11 +49,16 @@ def decode_label(decode) -> str:
     return f"{decode.get('method', '?')}" + (f"({rest})" if rest else "")
 
 
+def device_of(record: dict) -> str:
+    """The GPU type from the SLURM `cluster` field, else the device string."""
+    return get_in(record, "cluster", "gpu_type") or record.get("device") or "?"
+
+
 def config_of(record: dict) -> dict:
     """The configuration a record belongs to (GPU type from the SLURM `cluster` field, else the device string)."""
     return {"arch": record.get("arch"), "task": record.get("task"), "data": record.get("data"),
             "size": record.get("size"),
-            "device": get_in(record, "cluster", "gpu_type") or record.get("device") or "?",
+            "device": device_of(record),
             "decode": decode_label(record.get("decode")),
             "arch_params": decode_label({"method": "", **(get_in(record, "config", "arch", "params") or {})}).strip("()")}
 
@@ -88,7 +93,7 @@ def schema_defaults() -> dict:
 def identity(record: dict, data_seed_is_seed: bool = False) -> dict:
     """The configuration a record belongs to: {dotted config key: value} (module docstring)."""
     config = record.get("config")
-    device = get_in(record, "cluster", "gpu_type") or record.get("device") or "?"
+    device = device_of(record)
     if not isinstance(config, dict):
         c = config_of(record)
         return {"arch.name": c["arch"], "task.name": c["task"], "data.name": c["data"], "size.name": c["size"],
