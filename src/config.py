@@ -127,7 +127,7 @@ class DecodeConfig:
     no_repeat_ngram_size: int = 0  # AR: never repeat an n-gram of the output (fairseq); 0 = off
     repetition_penalty: float = 1.0  # AR: divide logits of already generated tokens by this (CTRL); 1 = off
     compile: bool = False  # AR transformers: static-shape decode step, torch.compile'd (CUDA: CUDA graphs)
-    int8: bool = False  # AR transformers on CPU: the static step on int8 weights (dynamic quantization); not compiled
+    int8: bool = False  # AR transformers on CPU: the static step on int8 weights (eager: fbgemm; compiled: inductor)
 
     def __post_init__(self):
         valid = sorted({m for ms in DECODE_METHODS.values() for m in ms})
@@ -140,8 +140,6 @@ class DecodeConfig:
         _check(self.length_beam >= 1, f"decode.length_beam={self.length_beam} must be >= 1 (1 = off)")
         _check(self.no_repeat_ngram_size >= 0, f"decode.no_repeat_ngram_size={self.no_repeat_ngram_size} must be >= 0")
         _check(self.repetition_penalty >= 1.0, f"decode.repetition_penalty={self.repetition_penalty} must be >= 1")
-        _check(not (self.int8 and self.compile), "decode.int8=true runs the eager static step (torch.compile cannot "
-               "trace packed int8 weights); set decode.compile=false")
 
 
 @dataclass

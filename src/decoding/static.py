@@ -15,8 +15,8 @@ shape across calls, so a captured graph always sees the same addresses; beam sea
 once per call); encdec's single <bos> then goes through the static step like every later token, a decoder's
 multi-token prompt through the eager decoder. On CPU the step reads copies of the decoder's weights in the form
 that streams fastest (`decode_linear`), refreshed in place when the model's weights change; on CUDA the step keeps
-nn.Linear as it is. With `int8=True` (CPU, eager step) each of those Linears reads int8 weights instead
-(`int8_linear`). Measured figures behind these choices: experiments/benchmarks/README.md.
+nn.Linear as it is. With `int8=True` (CPU) each of those Linears reads int8 weights instead (`int8_linear`
+eager, `decode_linear`'s int8 reduction compiled). Measured figures behind these choices: experiments/benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -81,16 +81,23 @@ class StaticState:
         return StaticState(caches, key_valid, next_pos, self.pos, memory_mask)
 
 
-def decode_linear(x: torch.Tensor, weight: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None):
+def decode_linear(x: torch.Tensor, weight: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None,
+                  q8: tuple[torch.Tensor, torch.Tensor] | None = None):
     """x·Wᵀ + b of a decode step in the form that streams W fastest (nn.Linear's x·Wᵀ is the slowest at every row
     count measured: on CPU the step is bound by reading weights that no longer fit in cache):
         one row, compiling:  Σ_k W[:, k]·x[k]     a reduction inductor turns into its own dot-product loops over
-                                                  W's rows, fused with the rest of the step into one C++ kernel
+                                                  W's rows, fused with the rest of the step into one C++ kernel;
+                             s ⊙ Σ_k Q[:, k]·x[k]  the same over int8 weights W ≈ s ⊙ Q (`q8` = (Q, s),
+                                                  `int8_weights`), dequantized inside the loop: a quarter of the bytes
         one row, eager:      x·(Wᵀ contiguous)    a GEMV down a column-major copy of W (`weight_t`)
-        several rows:        (W·xᵀ)ᵀ              a tall-skinny GEMM that streams W once (MKL's GEMM wins again)"""
+        several rows:        (W·xᵀ)ᵀ              a tall-skinny GEMM that streams W once (MKL's GEMM wins again)
+    With `q8`, W and Wᵀ are s ⊙ Q in fp32, so every row count computes with the same int8 weights."""
     rows = x.reshape(-1, x.size(-1))
     if rows.size(0) == 1 and torch.compiler.is_compiling():  # inductor: a dot-product loop over W's rows, fused
-        y = (weight.float() * rows.float()).sum(-1)[None].to(rows.dtype)
+        if q8 is None:
+            y = (weight.float() * rows.float()).sum(-1)[None].to(rows.dtype)
+        else:
+            y = ((q8[0].float() * rows.float()).sum(-1) * q8[1])[None].to(rows.dtype)
     else:
         y = rows @ weight_t if rows.size(0) == 1 else (weight @ rows.t()).t()
     if bias is not None:
@@ -98,13 +105,19 @@ def decode_linear(x: torch.Tensor, weight: torch.Tensor, weight_t: torch.Tensor,
     return y.reshape(*x.shape[:-1], y.size(-1))
 
 
-def int8_weights(weight: torch.Tensor, bias: torch.Tensor | None):
+def int8_weights(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """W ≈ s ⊙ Q: per output row r, s_r = max_k |W_rk| / 127 and Q_rk = round(W_rk / s_r) ∈ [−127, 127] (symmetric,
-    per channel), packed once for fbgemm with the fp32 bias (torch.ops.quantized: deprecated in favour of torchao,
-    still shipped)."""
+    per channel). Returns (Q int8 (N, K), s fp32 (N,))."""
     w = weight.detach().float()
-    scale = (w.abs().amax(1).clamp_min(1e-12) / 127).double()
-    q = torch.quantize_per_channel(w, scale, torch.zeros(w.size(0), dtype=torch.long), 0, torch.qint8)
+    scale = w.abs().amax(1).clamp_min(1e-12) / 127
+    return (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8), scale
+
+
+def int8_packed(weight: torch.Tensor, bias: torch.Tensor | None):
+    """`int8_weights` packed once for fbgemm with the fp32 bias (torch.ops.quantized: deprecated in favour of torchao,
+    still shipped)."""
+    q, scale = int8_weights(weight)
+    q = torch._make_per_channel_quantized_tensor(q, scale.double(), torch.zeros(q.size(0), dtype=torch.long), 0)
     return torch.ops.quantized.linear_prepack(q, None if bias is None else bias.detach().float())
 
 
@@ -120,7 +133,7 @@ def int8_reduce_range() -> bool:
 
 
 def int8_linear(x: torch.Tensor, packed, out_features: int) -> torch.Tensor:
-    """x·Wᵀ + b with int8 W (`int8_weights`) and x quantized to uint8 per call over its own range (dynamic
+    """x·Wᵀ + b with int8 W (`int8_packed`) and x quantized to uint8 per call over its own range (dynamic
     quantization, fbgemm's int8 GEMM with int32 accumulation): a quarter of fp32's weight bytes to stream per step."""
     y = torch.ops.quantized.linear_dynamic(x.reshape(-1, x.size(-1)).float(), packed, int8_reduce_range())
     return y.reshape(*x.shape[:-1], out_features).to(x.dtype)
@@ -164,16 +177,22 @@ def greedy_block(model, logits: torch.Tensor, state: StaticState, done: torch.Te
 
 class StaticDecoder:
     """autoregressive.IncrementalDecoder over static buffers; `compile=True` compiles the step
-    (CUDA: mode="reduce-overhead", i.e. CUDA graphs; CPU: inductor's default mode); `int8=True` (CPU, not compiled:
-    dynamo cannot trace the packed weights) runs the step on int8 copies of the decoder's weights."""
+    (CUDA: mode="reduce-overhead", i.e. CUDA graphs; CPU: inductor's default mode); `int8=True` (CPU) runs the step
+    on int8 copies of the decoder's weights: eager, fbgemm's int8 GEMMs on dynamically quantized activations
+    (`int8_linear`); compiled, the one-row reduction over int8 weights with fp32 activations (`decode_linear`'s `q8`).
+
+    Within one search (from a prefill to the next) only the values in the state's buffers change, so once a guarded
+    call of a compiled function at a layout compiled nothing (its inputs passed an existing graph's guards), its later
+    calls at that layout skip Dynamo's guard evaluation (`torch.compiler.set_stance(skip_guard_eval_unsafe=True)`):
+    those guards can only pass again. (Not after the first call: a cold cache may compile a second graph at the
+    second step of a new batch size, after automatic dynamic shapes made the first one dynamic.)"""
 
     def __init__(self, model, compile: bool = False, block_size: int = BLOCK_TOKENS, int8: bool = False):
         self._model = weakref.ref(model)  # weak: the per-model registry below must not keep the model alive
         self.cuda = model.lm_head.weight.is_cuda
-        if int8 and (compile or self.cuda):
-            raise ValueError("int8 decoding runs the eager static step on CPU (dynamo cannot trace packed int8 "
-                             "weights): not with compile, not on CUDA")
-        self.int8 = int8
+        if int8 and self.cuda:
+            raise ValueError("int8 decoding runs on CPU (fbgemm, or inductor's C++ reduction); not on CUDA")
+        self.int8, self.compile = int8, compile
         self._step, self._block = static_step, greedy_block
         if compile:
             self._step = torch.compile(static_step, mode="reduce-overhead" if self.cuda else None)
@@ -183,45 +202,57 @@ class StaticDecoder:
         # under CUDA graphs would need its own care of the graph's outputs, and is untested
         self.block_size = 0 if self.cuda else block_size
         self._pool: dict[tuple, list[torch.Tensor]] = {}  # buffers by layout, reused across calls
+        self._warm: set[tuple] = set()  # (function, layout) served by an existing graph since the last prefill
         self._linears = [] if self.cuda else [
             m for m in model.decoder.layers.modules() if isinstance(m, nn.Linear)] + [model.lm_head]
-        self._copies: dict[torch.dtype, list[tuple]] = {}  # compute dtype -> (W, Wᵀ contiguous, b) per Linear
-        self._forwards: dict[torch.dtype, list[partial]] = {}  # compute dtype -> one forward per Linear, built once
+        self._copies: dict[object, list[tuple]] = {}  # kind (a dtype or "int8") -> decode_linear's tensors per Linear
+        self._forwards: dict[object, list[partial]] = {}  # kind -> one forward per Linear, built once
         self._versions = self._weight_versions()
 
+    @staticmethod
+    def _tensors_of(lin: nn.Linear, kind) -> tuple:
+        """What decode_linear reads for `lin`: (W, Wᵀ contiguous, b, q8) in the compute dtype `kind` (the parameter
+        itself when it has that dtype), or for kind "int8" W = s ⊙ Q in fp32 with q8 = (Q, s) (`int8_weights`)."""
+        if kind == "int8":
+            q, scale = int8_weights(lin.weight)
+            w = q.float() * scale[:, None]
+            return w, w.t().contiguous(), None if lin.bias is None else lin.bias.detach().float(), (q, scale)
+        def as_dtype(t):
+            return t if t is None or t.dtype == kind else t.detach().to(kind)
+        return as_dtype(lin.weight), lin.weight.detach().t().to(kind).contiguous(), as_dtype(lin.bias), None
+
     def _forwards_for(self, dtype: torch.dtype) -> list[partial]:
-        """decode_linear forwards over copies of the weights in the compute dtype (bf16 under autocast: half the
-        bytes to stream, and no cast of every weight at every step), built once per dtype; a compiled step
-        guards on these objects."""
-        if self.int8:
-            dtype = torch.qint8
-            if dtype not in self._forwards:  # dropped by _refresh_weights when the weights change: repacked here
-                self._forwards[dtype] = [partial(int8_linear, packed=int8_weights(lin.weight, lin.bias),
-                                                 out_features=lin.out_features) for lin in self._linears]
-        if dtype not in self._forwards:
-            def as_dtype(t):  # the parameter itself when it already has the dtype
-                return t if t is None or t.dtype == dtype else t.detach().to(dtype)
+        """One forward per Linear, built once per kind: decode_linear over copies of the weights in the compute
+        dtype (bf16 under autocast: half the bytes to stream, and no cast of every weight at every step) or in int8
+        (compiled); fbgemm's int8_linear (eager int8). A compiled step guards on these objects."""
+        kind = "int8" if self.int8 else dtype
+        if self.int8 and not self.compile:
+            if kind not in self._forwards:  # dropped by _refresh_weights when the weights change: repacked here
+                self._forwards[kind] = [partial(int8_linear, packed=int8_packed(lin.weight, lin.bias),
+                                                out_features=lin.out_features) for lin in self._linears]
+        elif kind not in self._forwards:
             with torch.inference_mode(False):  # normal tensors: refreshable in and out of inference mode
-                copies = [(as_dtype(lin.weight), lin.weight.detach().t().to(dtype).contiguous(), as_dtype(lin.bias))
-                          for lin in self._linears]
-            self._copies[dtype] = copies
-            self._forwards[dtype] = [partial(decode_linear, weight=w, weight_t=wt, bias=b) for w, wt, b in copies]
-        return self._forwards[dtype]
+                self._copies[kind] = [self._tensors_of(lin, kind) for lin in self._linears]
+            self._forwards[kind] = [partial(decode_linear, weight=w, weight_t=wt, bias=b, q8=q8)
+                                    for w, wt, b, q8 in self._copies[kind]]
+        return self._forwards[kind]
 
     def _weight_versions(self) -> list[tuple[int, int]]:
         return [(p._version, p.data_ptr()) for lin in self._linears for p in lin.parameters()]
 
     def _refresh_weights(self) -> None:
-        """Copy changed weights (training went on since the last call) into the copies, in place."""
+        """Bring the copies up to date when the weights changed (training went on since the last call): in place,
+        so a compiled step's guards still hold; fbgemm's packed weights are packed again."""
         versions = self._weight_versions()
         if versions != self._versions:
-            self._forwards.pop(torch.qint8, None)
-            for copies in self._copies.values():
-                for lin, (w, wt, b) in zip(self._linears, copies):
-                    wt.copy_(lin.weight.detach().t())
-                    for copy, param in ((w, lin.weight), (b, lin.bias)):
-                        if copy is not param:
-                            copy.copy_(param.detach())
+            if self.int8 and not self.compile:
+                self._forwards.pop("int8", None)
+            for kind, copies in self._copies.items():
+                for lin, old in zip(self._linears, copies):
+                    new = self._tensors_of(lin, kind)
+                    for o, n in zip([*old[:3], *(old[3] or ())], [*new[:3], *(new[3] or ())]):
+                        if o is not None and o is not n:  # a parameter used as it is needs no copy
+                            o.copy_(n)
             self._versions = versions
 
     @property
@@ -249,6 +280,7 @@ class StaticDecoder:
         one (encdec's <bos>: the first token is as fast as the others), through the eager decoder when there are
         several (a decoder's prompt)."""
         self._refresh_weights()
+        self._warm.clear()
         prompt, s = self.model.start(src, max_new_tokens)
         logits = self.model.decode_tokens(prompt, s) if prompt.size(1) > 1 else None
         state = StaticState(s.caches, s.key_valid, s.next_pos, None, s.memory_mask)
@@ -256,8 +288,9 @@ class StaticDecoder:
         state.pos = self._adopt([torch.tensor([s.pos], device=src.device)])[0]
         return (self.step(prompt[:, 0], state) if logits is None else logits), state
 
-    def _run(self, fn, *args):
-        """fn(model, *args) with each Linear's forward swapped for its decode_linear one (CPU)."""
+    def _run(self, fn, state: StaticState, *args):
+        """fn(model, *args) with each Linear's forward swapped for its decode_linear one (CPU); a compiled fn skips
+        the guards at a layout where a guarded call since the last prefill compiled nothing (see the class)."""
         if self.cuda:
             torch.compiler.cudagraph_mark_step_begin()
         if self._linears:
@@ -265,14 +298,26 @@ class StaticDecoder:
                      else self._linears[0].weight.dtype)
             for lin, forward in zip(self._linears, self._forwards_for(dtype)):  # the instance dict directly:
                 vars(lin)["forward"] = forward  # nn.Module's __setattr__/__delattr__ cost time at every step
-        try:  # every call is guarded: a new batch size, source length or dtype compiles its graph, never a wrong one
-            return fn(self.model, *args)
+        try:
+            if not self.compile:
+                return fn(self.model, *args)
+            from torch._dynamo.utils import counters  # here: importing dynamo costs seconds; compiling imported it
+            layout = (fn, *((a.shape, a.stride(), a.dtype) for a in args if isinstance(a, torch.Tensor)),
+                      state.key_valid.shape, None if state.memory_mask is None else state.memory_mask.shape)
+            if layout in self._warm:
+                with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
+                    return fn(self.model, *args)
+            graphs = counters["stats"]["unique_graphs"]
+            out = fn(self.model, *args)  # guarded: a new batch size, source length or dtype compiles its graph
+            if counters["stats"]["unique_graphs"] == graphs:  # an existing graph served it: its guards pass here
+                self._warm.add(layout)
+            return out
         finally:
             for lin in self._linears:
                 del vars(lin)["forward"]  # back to nn.Linear.forward
 
     def step(self, tok: torch.Tensor, state: StaticState) -> torch.Tensor:
-        return self._run(self._step, tok, state)
+        return self._run(self._step, state, tok, state)
 
     def greedy_block(self, logits: torch.Tensor, state: StaticState, done: torch.Tensor,
                      fixed_length: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -281,7 +326,7 @@ class StaticDecoder:
         key = (logits.device, fixed_length)
         if key not in self._banned:
             self._banned[key] = torch.tensor(NEVER_GENERATED + ([EOS] if fixed_length else []), device=logits.device)
-        return self._run(self._block, logits, state, done, self._banned[key], self.block_size)
+        return self._run(self._block, state, logits, state, done, self._banned[key], self.block_size)
 
     def reorder_state(self, state: StaticState, index: torch.Tensor) -> None:
         """Row i becomes old row index[i] (beam search): in place, or into pooled buffers when the batch size

@@ -10,7 +10,7 @@ from torch._dynamo.utils import counters
 from src.config import DecodeConfig
 from src.decoding import autoregressive, generate
 from src.decoding.autoregressive import beam_search, greedy, sample
-from src.decoding.static import StaticDecoder, static_decoder
+from src.decoding.static import StaticDecoder, int8_weights, static_decoder
 from src.models.nar import CMLM
 from src.models.transformer import DecoderLM, EncoderDecoder, PrefixLM
 from src.models.vocab import EOS, PAD
@@ -118,7 +118,7 @@ def test_static_step_under_bf16_autocast_reads_bf16_copies():
         eager, static = greedy(model, src, 12), greedy(dec, src, 12)
     assert (eager == static).float().mean() >= 0.9
     assert {dtype for dtype in dec._copies} == {torch.bfloat16}
-    assert all(wt.dtype == torch.bfloat16 for _, wt, _ in dec._copies[torch.bfloat16])
+    assert all(wt.dtype == torch.bfloat16 for _, wt, _, _ in dec._copies[torch.bfloat16])
     assert torch.equal(greedy(dec, src, 12), greedy(model, src, 12))  # fp32 again: fp32 copies, exact
 
 
@@ -151,14 +151,68 @@ def test_int8_step_stays_close_to_fp32_and_follows_weight_updates(cls):
     assert generate(model, src, DecodeConfig(int8=True), 12).shape == tokens.shape
 
 
-def test_int8_is_not_compiled():
-    from src.config import ConfigError
+def dequantized(model):
+    """A copy of `model` whose decoder Linears and lm_head hold s ⊙ Q (int8_weights), in fp32."""
+    import copy
 
-    with pytest.raises(ConfigError, match="decode.int8=true runs the eager static step"):
-        DecodeConfig(int8=True, compile=True)
-    model, _ = model_and_src(EncoderDecoder)
-    with pytest.raises(ValueError, match="not with compile"):
-        StaticDecoder(model, compile=True, int8=True)
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for m in [*model.decoder.layers.modules(), model.lm_head]:
+            if isinstance(m, torch.nn.Linear):
+                q, scale = int8_weights(m.weight)
+                m.weight.copy_(q.float() * scale[:, None])
+    return model
+
+
+@pytest.mark.slow
+def test_compiled_int8_step_computes_with_the_int8_weights_and_follows_updates():
+    """decode.int8 with decode.compile: one row reads Q and s in the compiled reduction, several rows the fp32
+    s ⊙ Q, so every batch size gives the tokens of the model with dequantized weights; a weight update refreshes the
+    int8 copies in place (the same graphs serve it)."""
+    torch._dynamo.reset()
+    model, src = model_and_src(EncoderDecoder)
+    dec = static_decoder(model, compile=True, int8=True)
+    assert DecodeConfig(int8=True, compile=True).int8
+    for rows in (src[:1], src):
+        assert torch.equal(greedy(dec, rows, 12), greedy(dequantized(model), rows, 12))
+    graphs = counters["stats"]["unique_graphs"]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    for rows in (src[:1], src):
+        assert torch.equal(greedy(dec, rows, 12), greedy(dequantized(model), rows, 12))
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.slow
+def test_compiled_steps_skip_the_guards_only_after_the_first_call_at_a_layout(monkeypatch):
+    """Within a search, once a guarded compiled step at the state's layout compiled nothing, the later steps skip
+    Dynamo's guards: with the graphs compiled, the first step of a search and beam's first step at B·k rows are
+    guarded, the others not; a cold search that compiles again at its second step is guarded there
+    (test_compiled_fast_paths_work_in_any_call_order: the tokens, whatever the order)."""
+    torch._dynamo.reset()
+    stances = []
+    set_stance = torch.compiler.set_stance
+
+    def recording(*args, **kwargs):
+        stances.append(kwargs.get("skip_guard_eval_unsafe", False))
+        return set_stance(*args, **kwargs)
+    model, src = model_and_src(EncoderDecoder, batch=2)
+    dec = StaticDecoder(model, compile=True)
+    greedy(dec, src, 10, fixed_length=True), beam_search(dec, src, 10, beam_size=3, fixed_length=True)  # compile
+    monkeypatch.setattr(torch.compiler, "set_stance", recording)
+    steps = []
+    monkeypatch.setattr(dec, "_step", lambda *a, _step=dec._step: steps.append(1) or _step(*a))
+    assert torch.equal(greedy(dec, src, 10, fixed_length=True), greedy(model, src, 10, fixed_length=True))
+    assert len(steps) == 10 and stances == [True] * 9  # <bos> at prefill guarded, then 9 steps without guards
+    stances.clear()
+    tokens, _ = beam_search(dec, src, 10, beam_size=3, fixed_length=True)
+    assert stances == [True] * 8  # <bos> at 2 rows, the first step at 6 rows: guarded
+    assert torch.equal(tokens, beam_search(model, src, 10, beam_size=3, fixed_length=True)[0])
+    stances.clear()
+    greedy(StaticDecoder(model), src, 10)
+    assert stances == []  # the eager step has no guards to skip
 
 
 def test_static_state_is_updated_in_place():
