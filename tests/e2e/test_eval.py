@@ -53,13 +53,17 @@ def trained(tmp_path_factory):
     return tmp, run, record
 
 
-def test_eval_with_int8_decoding_stays_within_half_a_bleu(trained):
-    """decode.int8 (the static step on int8 weights) on a trained model: BLEU within 0.5 of the fp32 test, most
-    hypotheses identical (47 of 60 measured: the tiny model's top two logits are often close), its own eval dir."""
+@pytest.mark.parametrize("compiled", [False, True])
+def test_eval_with_int8_decoding_stays_within_half_a_bleu(trained, compiled):
+    """decode.int8 (the static step on int8 weights: eager fbgemm, or compiled inductor's int8 reduction) on a
+    trained model: BLEU within 0.5 of the fp32 test, most hypotheses identical (47 of 60 measured eager: the tiny
+    model's top two logits are often close), its own eval dir."""
     tmp, run, record = trained
-    out = tool("eval", f"run_dir={run}", "data=parallel", f"data.root={tmp / 'only_test'}", "decode.int8=true")
+    compile = ["decode.compile=true", "eval.name=int8_compiled"] if compiled else []  # else the default name
+    out = tool("eval", f"run_dir={run}", "data=parallel", f"data.root={tmp / 'only_test'}", "decode.int8=true",
+               *compile)
     assert out.returncode == 0, out.stderr
-    (own_dir,) = (run / "eval").glob("parallel.test.greedy+int8-*")
+    (own_dir,) = (run / "eval").glob("int8_compiled" if compiled else "parallel.test.greedy+int8-*")
     result = json.loads((own_dir / "results.json").read_text())
     assert result["metrics"]["test/bleu"] == pytest.approx(record["metrics"]["test/bleu"], abs=0.5)
     same = [a["hypothesis"] == b["hypothesis"] for a, b in zip(jsonl(own_dir / "hypotheses.jsonl"),
