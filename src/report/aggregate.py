@@ -200,6 +200,7 @@ def add_statistics(rows: list[dict], configs: list[tuple[str, dict, list[dict]]]
     (classification); the comparisons in words, the quality and latency win matrices, the sacreBLEU signatures.
     `run_dir(record)`: the record's run directory (None for a W&B member)."""
     from . import stats
+    from .latency import latency_wins
 
     by_label = {r["label"]: r for r in rows}
     examples: dict[str, dict] = {}  # label -> {seed: Examples}
@@ -218,7 +219,7 @@ def add_statistics(rows: list[dict], configs: list[tuple[str, dict, list[dict]]]
                                  [latency_spread(m) for m in timed], {machine_of(m) for m in timed})
     several = len(rows) > 1
     out["quality"] = stats.quality_wins({names[k]: v for k, v in examples.items()}) if several else {}
-    out["latency"], out["spread_used"] = stats.latency_wins(latency) if several else ({}, True)
+    out["latency"], out["spread_used"] = latency_wins(latency) if several else ({}, True)
     out["machines"] = {name: sorted(ms) for name, (_, _, ms) in latency.items() if ms}
     return {**out, "names": [names[r["label"]] for r in rows], "signatures": sorted(out["signatures"]),
             "baseline": names.get(baseline) if baseline else None}

@@ -10,7 +10,8 @@ from torch._dynamo.utils import counters
 from src.config import DecodeConfig
 from src.decoding import autoregressive, generate
 from src.decoding.autoregressive import beam_search, greedy, sample
-from src.decoding.static import StaticDecoder, int8_weights, static_decoder
+from src.decoding.int8 import int8_weights
+from src.decoding.static import StaticDecoder, static_decoder
 from src.models.nar import CMLM
 from src.models.transformer import DecoderLM, EncoderDecoder, PrefixLM
 from src.models.vocab import EOS, PAD

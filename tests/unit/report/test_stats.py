@@ -12,6 +12,7 @@ from sacrebleu.metrics import BLEU
 from sacrebleu.significance import PairedTest
 
 from src.report import stats
+from src.report.latency import latency_wins
 from src.report.aggregate import aggregate, group, measures
 from src.report.write import fmt
 
@@ -227,8 +228,8 @@ def test_ct2_entries_are_measures_beside_ours():
 
 def test_latency_is_compared_only_on_one_machine():
     amd, intel = {"AMD EPYC"}, {"Intel(R) Xeon(R) Processor"}
-    wins, _ = stats.latency_wins({"a": ([10.0], [0.05], amd), "b": ([20.0], [0.05], amd), "c": ([30.0], [0.05], intel),
-                                  "d": ([5.0, 6.0], [0.05, 0.05], amd | intel)})
+    wins, _ = latency_wins({"a": ([10.0], [0.05], amd), "b": ([20.0], [0.05], amd), "c": ([30.0], [0.05], intel),
+                             "d": ([5.0, 6.0], [0.05, 0.05], amd | intel)})
     assert wins["a", "b"] == "win" and wins["b", "a"] == "loss"
     assert wins["a", "c"] == wins["c", "b"] == wins["d", "a"] == wins["d", "c"] == "n/a"
 
