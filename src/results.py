@@ -4,24 +4,58 @@ Written atomically (src/atomic.py: temp file in the same directory, fsynced, har
 file."""
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import subprocess
+import typing
 from pathlib import Path
 
 from .atomic import write_json_atomic
+from .config import RunConfig
 
 SCHEMA_VERSION = 1
 
 
 def run_key(config: dict) -> str:
-    """Deterministic id of a run: a hash of its resolved config (seed included, logger settings excluded), so the
-    same experiment gets the same key on every machine and after a restart."""
+    """Deterministic id of a run: a hash of its resolved config (seed included, logger settings and the data cache
+    excluded), so the same experiment gets the same key on every machine and after a restart. A field at its schema
+    default is left out of the hash, so a switch added to the schema later (at the default that keeps the old
+    behaviour) does not change the key of a run made before it: a re-run sweep still finds and resumes that run."""
     config = {k: v for k, v in config.items() if k != "logger"}
     if isinstance(config.get("data"), dict):  # where the cache lives is not part of the experiment
         config["data"] = {k: v for k, v in config["data"].items() if k != "cache_dir"}
-    blob = json.dumps(config, sort_keys=True, default=str)
+    defaults = schema_defaults()
+    at_default = lambda k, v: k in defaults and v == defaults[k] and type(v) is type(defaults[k])  # noqa: E731
+    keyed = {k: v for k, v in _flatten(config).items() if not at_default(k, v)}
+    blob = json.dumps(keyed, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+@functools.cache
+def schema_defaults() -> dict:
+    """{dotted key: default} of every scalar field of the run schema that has a default (nested dataclasses
+    followed, a required one's fields included)."""
+    def walk(cls, prefix: str) -> dict:
+        out, types = {}, typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(types[f.name]):
+                out.update(walk(types[f.name], f"{prefix}{f.name}."))
+            elif f.default is not dataclasses.MISSING and not isinstance(f.default, (list, dict)):
+                out[f"{prefix}{f.name}"] = f.default
+        return out
+    return walk(RunConfig, "")
 
 
 def git_commit() -> str | None:

@@ -11,8 +11,9 @@ default for `-m`, and hydra_plugins/archbench_slurm):
                                                                   `_2`, `_3`... suffix if that dir holds another run)
 Members are matched by config, never by directory number (which follows sweep order): each member's config is
 composed as its job will compose it (same overrides, `hydra.job.num`, `${hydra:...}` resolved against it) and
-hashed as the pipeline hashes it (`src.results.run_key` of the resolved task config); the member dirs' keys come
-from their status.json / results.json. A config that interpolates something that changes between launches
+hashed as the pipeline hashes it (`src.results.run_key` of the resolved task config); an unfinished member dir's
+key comes from its status.json, a finished one's is hashed again from the config in its results.json. The key
+leaves out the fields at their schema default, so a switch added to the schema since a run does not lose it. A config that interpolates something that changes between launches
 (`${now:...}`, `${hydra:job.id}` on SLURM, its own output dir) has a new key each time and is always new.
 """
 from __future__ import annotations
@@ -71,7 +72,7 @@ def member_key(cfg: DictConfig) -> str:
 
 def recorded_runs(sweep_dir: Path) -> dict[Path, dict]:
     """Every run dir under the sweep dir that recorded a run: {dir: {"run_key", "state", "step"}}.
-    A finished run's key is in its results.json (and status.json); an unfinished one's in status.json."""
+    A finished run's key is hashed from the config in its results.json; an unfinished one's is in status.json."""
     runs: dict[Path, dict] = {}
     for root, dirs, files in os.walk(sweep_dir):
         dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("checkpoints", "csv", "wandb")]
@@ -80,9 +81,10 @@ def recorded_runs(sweep_dir: Path) -> dict[Path, dict]:
         path = Path(root)
         status = RunDir(path).status()
         key = status.get("run_key")
-        if not key and "results.json" in files:
+        if "results.json" in files:  # a finished run is keyed from its recorded config, by today's run_key
             try:
-                key = json.loads((path / "results.json").read_text()).get("run_key")
+                record = json.loads((path / "results.json").read_text())
+                key = run_key(record["config"]) if isinstance(record.get("config"), dict) else record.get("run_key", key)
             except (OSError, ValueError):
                 pass
         runs[path] = {"run_key": key, "state": status.get("state"), "step": status.get("step")}

@@ -17,12 +17,10 @@ Each row is labelled by the config keys that tell the rows apart (`labels`): gro
 size=small, decode=beam), then other keys in order, each kept only if it separates rows the earlier ones do not."""
 from __future__ import annotations
 
-import dataclasses
-import functools
-import typing
 from collections import defaultdict
 
-from ..config import ConfigError, RunConfig
+from ..config import ConfigError
+from ..results import schema_defaults
 
 KEYS = ("arch", "task", "data", "size", "device", "decode", "arch_params")
 IGNORED = ("seed", "logger", "hydra", "gpu", "threads", "samples", "attention", "bench", "results_file",
@@ -73,21 +71,6 @@ def flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[key] = str(v) if isinstance(v, (list, dict)) else v
     return out
-
-
-@functools.cache
-def schema_defaults() -> dict:
-    """{dotted key: default} of every scalar field of the run schema that has a default (nested dataclasses
-    followed, a required one's fields included)."""
-    def walk(cls, prefix: str) -> dict:
-        out, types = {}, typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if dataclasses.is_dataclass(types[f.name]):
-                out.update(walk(types[f.name], f"{prefix}{f.name}."))
-            elif f.default is not dataclasses.MISSING and not isinstance(f.default, (list, dict)):
-                out[f"{prefix}{f.name}"] = f.default
-        return out
-    return walk(RunConfig, "")
 
 
 def identity(record: dict, data_seed_is_seed: bool = False) -> dict:

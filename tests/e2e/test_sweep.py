@@ -105,3 +105,31 @@ def test_a_new_member_never_takes_a_dir_that_holds_another_config(tmp_path):
     assert members[1].run_dir == old.run_dir and members[1].step == 10
     assert members[0].run_dir == sweep_dir / f"{old.run_dir.name}_2"
     assert members[0].overrides[-1] == f"hydra.sweep.subdir='{old.run_dir.name}_2'"
+
+
+def test_runs_made_before_a_schema_field_existed_are_still_found(tmp_path):
+    """A switch added to the schema since the runs (here decode.int8, at its default): the interrupted run's status
+    key and the finished run's record were made from configs that lack it; the re-run sweep resumes the one and
+    skips the other. The finished one is keyed again from its recorded config, whatever key it stored."""
+    from omegaconf import OmegaConf
+
+    from src.results import run_key
+    from src.run_dir import RunDir, task_config
+
+    sweep_dir = tmp_path / "sweep"
+    cut, done = plan(sweep_dir, [["seed=1"], ["seed=2"]])
+
+    def older(cfg):  # the member's config as a run made before decode.int8 existed recorded it
+        config = OmegaConf.to_container(task_config(cfg), resolve=True)
+        del config["decode"]["int8"]
+        return config
+
+    RunDir(cut.run_dir).set_status("interrupted", step=10, run_key=run_key(older(cut.cfg)))
+    RunDir(done.run_dir).set_status("finished", run_key="0123456789ab")  # e.g. an older run_key formula
+    (done.run_dir / "results.json").write_text(json.dumps(
+        {"run_key": "0123456789ab", "config": older(done.cfg), "validation": {"best": 1.5}}))
+    members = plan(sweep_dir, [["seed=2"], ["seed=1"], ["seed=1", "decode.int8=true"]])
+    assert [m.state for m in members] == ["done", "resumed", "new"]
+    assert [m.run_dir for m in members[:2]] == [done.run_dir, cut.run_dir]
+    assert members[0].value == 1.5 and members[1].step == 10
+    assert members[2].run_dir not in (done.run_dir, cut.run_dir)

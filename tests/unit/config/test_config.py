@@ -1,5 +1,7 @@
 """Composition, schema validation and the one-line errors of `python -m src.run`."""
 
+import json
+
 import pytest
 
 from src.config import ConfigError, valid_pairs, validate
@@ -113,3 +115,21 @@ def test_callbacks_group_composes_defaults_and_added_callbacks():
     assert spec.callbacks["divergence_guard"]["patience"] == 3  # the run's own keys still set them
     assert spec.callbacks["early_stopping"]["monitor"] == spec.task.val_metric == "val/bleu"  # the task's own
     assert spec.callbacks["early_stopping"]["mode"] == "max"
+
+
+def test_run_key_leaves_fields_at_their_schema_default_out():
+    """A config recorded before a schema field existed keys as one that holds the default; another value, another
+    seed or another lr is another key; the logger and the data cache are not part of it."""
+    from omegaconf import OmegaConf
+
+    from src.results import run_key
+
+    config = OmegaConf.to_container(compose("arch=encdec", "task=translation"), resolve=True)
+    older = json.loads(json.dumps(config))
+    del older["decode"]["int8"]
+    moved = json.loads(json.dumps(config))
+    moved["data"]["cache_dir"], moved["logger"] = "/elsewhere", {"name": "wandb"}
+    assert run_key(older) == run_key(config) == run_key(moved)
+    changed = [json.loads(json.dumps(config)) for _ in range(3)]
+    changed[0]["decode"]["int8"], changed[1]["seed"], changed[2]["optim"]["lr"] = True, 1, 0.5
+    assert len({run_key(config), *map(run_key, changed)}) == 4
