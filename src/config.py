@@ -197,24 +197,9 @@ class BenchConfig:
         for name in ("latency_sentences", "fixed_tokens", "repeats"):
             _check(getattr(self, name) >= 1, f"bench.{name}={getattr(self, name)} must be >= 1")
         _check(self.warmup >= 0, f"bench.warmup={self.warmup} must be >= 0")
+        from .speed.ct2 import check_ct2
+
         check_ct2("bench", self.ct2, self.ct2_quantizations, self.ct2_threads)
-
-
-def ct2_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("ctranslate2") is not None
-
-
-def check_ct2(node: str, on: Optional[bool], quantizations, threads) -> None:
-    """The CTranslate2 switches of a run's `bench.*` and of the speed tool's `speed.*`: one-line ConfigErrors."""
-    from .speed.ct2 import QUANTIZATIONS
-
-    _check(len(quantizations) > 0 and all(q in QUANTIZATIONS for q in quantizations),
-           f"{node}.ct2_quantizations={list(quantizations)} must be a non-empty list among: {', '.join(QUANTIZATIONS)}")
-    _check(threads is None or (len(threads) > 0 and min(threads) >= 1),
-           f"{node}.ct2_threads={threads} must be null or a non-empty list of thread counts >= 1")
-    _check(not on or ct2_installed(), f"{node}.ct2=true needs CTranslate2: pip install -e '.[ct2]'")
 
 
 def _check_sizes(key: str, sizes: list[int]) -> None:

@@ -15,7 +15,8 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
-from ..config import ConfigError, DecodeConfig, SizeConfig, check_ct2, ct2_installed, typed
+from ..config import ConfigError, DecodeConfig, SizeConfig, typed
+from .ct2 import check_ct2, ct2_installed
 
 METHODS = ("greedy", "beam", "sample")
 MODES = ("fixed", "natural")

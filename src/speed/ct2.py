@@ -37,6 +37,25 @@ QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
+def ct2_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ctranslate2") is not None
+
+
+def check_ct2(node: str, on: bool | None, quantizations, threads) -> None:
+    """The CTranslate2 switches of a run's `bench.*` and of the speed tool's `speed.*`: one-line ConfigErrors."""
+    from ..errors import ConfigError
+
+    if not (len(quantizations) > 0 and all(q in QUANTIZATIONS for q in quantizations)):
+        raise ConfigError(f"{node}.ct2_quantizations={list(quantizations)} must be a non-empty list among: "
+                          f"{', '.join(QUANTIZATIONS)}")
+    if not (threads is None or (len(threads) > 0 and min(threads) >= 1)):
+        raise ConfigError(f"{node}.ct2_threads={threads} must be null or a non-empty list of thread counts >= 1")
+    if on and not ct2_installed():
+        raise ConfigError(f"{node}.ct2=true needs CTranslate2: pip install -e '.[ct2]'")
+
+
 def time_ct2(model_dir, timeout: float = 600, **params) -> list[dict]:
     """The best row per (method, batch size) over the thread counts, timed in a subprocess (see the module doc)."""
     unknown = set(params) - set(DEFAULTS)

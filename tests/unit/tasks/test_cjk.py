@@ -81,7 +81,7 @@ def _draw(tmp_path):
 
 
 def test_cjk_labels_render_without_missing_glyphs(tmp_path):
-    from src.plots import cjk_font
+    from src.fonts import cjk_font
 
     if cjk_font() is None:
         pytest.skip("no CJK font installed (apt-get install fonts-noto-cjk; CI installs it)")
@@ -90,9 +90,9 @@ def test_cjk_labels_render_without_missing_glyphs(tmp_path):
 
 
 def test_without_a_cjk_font_one_warning_not_one_per_glyph(tmp_path, monkeypatch, caplog):
-    import src.plots
+    import src.fonts
 
-    monkeypatch.setattr(src.plots, "_cjk_font", [None])  # as on a machine with no CJK font installed
+    monkeypatch.setattr(src.fonts, "_cjk_font", [None])  # as on a machine with no CJK font installed
     with caplog.at_level(logging.WARNING, logger="archbench"):
         path, missing = _draw(tmp_path)
     lines = [r.message for r in caplog.records if "CJK font" in r.message]
