@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 from .errors import ConfigError  # re-exported: `from src.config import ConfigError` keeps working
+from .speed.ct2 import check_ct2
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -197,8 +198,6 @@ class BenchConfig:
         for name in ("latency_sentences", "fixed_tokens", "repeats"):
             _check(getattr(self, name) >= 1, f"bench.{name}={getattr(self, name)} must be >= 1")
         _check(self.warmup >= 0, f"bench.warmup={self.warmup} must be >= 0")
-        from .speed.ct2 import check_ct2
-
         check_ct2("bench", self.ct2, self.ct2_quantizations, self.ct2_threads)
 
 

@@ -27,19 +27,21 @@ def run_key(config: dict) -> str:
     if isinstance(config.get("data"), dict):  # where the cache lives is not part of the experiment
         config["data"] = {k: v for k, v in config["data"].items() if k != "cache_dir"}
     defaults = schema_defaults()
-    at_default = lambda k, v: k in defaults and v == defaults[k] and type(v) is type(defaults[k])  # noqa: E731
-    keyed = {k: v for k, v in _flatten(config).items() if not at_default(k, v)}
+    keyed = {k: v for k, v in flatten(config).items()
+             if not (k in defaults and type(v) is type(defaults[k]) and v == defaults[k])}
     blob = json.dumps(keyed, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{"optim": {"lr": 1e-3}} -> {"optim.lr": 1e-3}; lists kept whole (as JSON-like text, hashable)."""
     out = {}
     for k, v in d.items():
+        key = f"{prefix}{k}"
         if isinstance(v, dict) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{key}."))
         else:
-            out[f"{prefix}{k}"] = v
+            out[key] = str(v) if isinstance(v, (list, dict)) else v
     return out
 
 

@@ -13,8 +13,9 @@ Members are matched by config, never by directory number (which follows sweep or
 composed as its job will compose it (same overrides, `hydra.job.num`, `${hydra:...}` resolved against it) and
 hashed as the pipeline hashes it (`src.results.run_key` of the resolved task config); an unfinished member dir's
 key comes from its status.json, a finished one's is hashed again from the config in its results.json. The key
-leaves out the fields at their schema default, so a switch added to the schema since a run does not lose it. A config that interpolates something that changes between launches
-(`${now:...}`, `${hydra:job.id}` on SLURM, its own output dir) has a new key each time and is always new.
+leaves out the fields at their schema default, so a switch added to the schema since a run does not lose it. A
+config that interpolates something that changes between launches (`${now:...}`, `${hydra:job.id}` on SLURM, its
+own output dir) has a new key each time and is always new.
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..config import ConfigError
-from ..results import schema_defaults
+from ..results import flatten, schema_defaults
 
 KEYS = ("arch", "task", "data", "size", "device", "decode", "arch_params")
 IGNORED = ("seed", "logger", "hydra", "gpu", "threads", "samples", "attention", "bench", "results_file",
@@ -59,18 +59,6 @@ def config_of(record: dict) -> dict:
             "device": device_of(record),
             "decode": decode_label(record.get("decode")),
             "arch_params": decode_label({"method": "", **(get_in(record, "config", "arch", "params") or {})}).strip("()")}
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    """{"optim": {"lr": 1e-3}} -> {"optim.lr": 1e-3}; lists kept whole (as JSON-like text, hashable)."""
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, f"{key}."))
-        else:
-            out[key] = str(v) if isinstance(v, (list, dict)) else v
-    return out
 
 
 def identity(record: dict, data_seed_is_seed: bool = False) -> dict:

@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import ConfigError
+
 DEFAULTS = {"src_len": 32, "new_tokens": 32, "batch_sizes": [1, 32], "methods": ["greedy", "beam"], "beam_size": 4,
             "beam_batch_sizes": None, "threads": None, "warmup": 1, "repeats": 5, "seed": 0, "sources": None}
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16")
@@ -45,8 +47,6 @@ def ct2_installed() -> bool:
 
 def check_ct2(node: str, on: bool | None, quantizations, threads) -> None:
     """The CTranslate2 switches of a run's `bench.*` and of the speed tool's `speed.*`: one-line ConfigErrors."""
-    from ..errors import ConfigError
-
     if not (len(quantizations) > 0 and all(q in QUANTIZATIONS for q in quantizations)):
         raise ConfigError(f"{node}.ct2_quantizations={list(quantizations)} must be a non-empty list among: "
                           f"{', '.join(QUANTIZATIONS)}")
