@@ -4,6 +4,9 @@ import pytest
 
 from tests.conftest import run_main
 
+# one worker runs the module: its module-scoped fixture (trained once, minutes on 2 cores) is built once
+pytestmark = pytest.mark.xdist_group("budget_runs")
+
 FAST = ("debug=fast", "logger=none", "size=tiny", "attention.examples=0")
 BUDGET = 6e7
 

@@ -15,6 +15,9 @@ from src.data.synthetic import translation
 from tests.conftest import ROOT, run_main
 from tests.unit.data.test_files import write
 
+# one worker runs the module: its module-scoped fixture (trained once, minutes on 2 cores) is built once
+pytestmark = pytest.mark.xdist_group("eval_trained")
+
 TRAIN = ("size=tiny", "size.d_model=64", "size.d_ff=128", "logger=none", "trainer.max_steps=300",
          "trainer.val_check_interval=300", "trainer.limit_val_batches=1", "bench.batch_sizes=[1]",
          "bench.latency_sentences=2", "bench.repeats=1", "bench.warmup=0", "bench.fixed_tokens=4", "samples=2",

@@ -20,6 +20,9 @@ from src.trained import load_run  # noqa: E402
 
 from tests.conftest import ROOT, run_main  # noqa: E402
 
+# one worker runs the module: its module-scoped fixture (trained once, minutes on 2 cores) is built once
+pytestmark = pytest.mark.xdist_group("export_trained")
+
 TRAIN = ("size=tiny", "size.d_model=64", "size.d_ff=128", "logger=none", "trainer.max_steps=400",
          "trainer.val_check_interval=400", "trainer.limit_val_batches=1", "data.limit.test=200",
          "data.limit.validation=16", "bench.batch_sizes=[1]", "bench.latency_sentences=2", "bench.repeats=1",

@@ -138,7 +138,7 @@ def start_run(run_dir: Path, *overrides: str) -> subprocess.Popen:
 
 
 def wait_for_training(run_dir: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
-    """Until the first periodic checkpoint (step 50) is written."""
+    """Until the first periodic checkpoint is written."""
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         if (run_dir / "checkpoints" / "last.ckpt").exists():
@@ -147,49 +147,60 @@ def wait_for_training(run_dir: Path, proc: subprocess.Popen, timeout: float = 24
     pytest.fail(f"training did not start: {proc.poll()} {proc.stderr.read() if proc.poll() is not None else ''}")
 
 
-LONG = ("logger=csv", "trainer.max_steps=400", "trainer.val_check_interval=100", "progress_every_s=0.2",
-        "checkpoint_every_n_steps=50", "bench.latency_sentences=2", "bench.repeats=1", "bench.batch_sizes=[1,8]")
+STEPS = 160  # the first checkpoint at step 20: a signal sent once it exists lands well inside training
+LONG = ("logger=csv", f"trainer.max_steps={STEPS}", "trainer.val_check_interval=40", "progress_every_s=0.2",
+        "checkpoint_every_n_steps=20", "trainer.log_every_n_steps=5", "bench.latency_sentences=2", "bench.repeats=1",
+        "bench.batch_sizes=[1,8]")
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_saves_a_checkpoint_and_the_same_command_resumes(tmp_path, signum, code):
-    proc = start_run(tmp_path, *LONG)
-    wait_for_training(tmp_path, proc)
+def interrupt(run_dir: Path, signum: int, code: int) -> list[str]:
+    """Start the LONG run, send `signum` once it trains; it saves, says how to resume, and exits with `code`.
+    Returns the resume command it printed."""
+    proc = start_run(run_dir, *LONG)
+    wait_for_training(run_dir, proc)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err[-2000:]
     assert "Traceback" not in err
     [line] = [ln for ln in err.splitlines() if ln.startswith("interrupted by")]
-    assert f"checkpoint saved in {tmp_path / 'checkpoints'}" in line
-    assert line.endswith(f"hydra.run.dir={tmp_path}") and "resume with: python -m src.run" in line
-    assert (tmp_path / "checkpoints" / "last.ckpt").exists() and not (tmp_path / "results.json").exists()
-    status = json.loads((tmp_path / "status.json").read_text())
-    assert status["state"] == "interrupted" and 0 < status["step"] < 400
+    assert f"checkpoint saved in {run_dir / 'checkpoints'}" in line
+    assert line.endswith(f"hydra.run.dir={run_dir}") and "resume with: python -m src.run" in line
+    assert (run_dir / "checkpoints" / "last.ckpt").exists() and not (run_dir / "results.json").exists()
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "interrupted" and 0 < status["step"] < STEPS
     command = shlex.split(line.split("resume with: ")[1])
     assert command[:3] == ["python", "-m", "src.run"]
+    return command
+
+
+def resume(command: list[str], run_dir: Path) -> dict:
     resumed = subprocess.run([sys.executable, *command[1:]], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    r = json.loads((tmp_path / "results.json").read_text())
-    assert r["train"]["steps"] == 400 and r["train"]["segments"] == 2
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt", "prev.ckpt"]
+    r = json.loads((run_dir / "results.json").read_text())
+    assert r["train"]["steps"] == STEPS and r["train"]["segments"] == 2
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt", "prev.ckpt"]
+    return r
 
 
-def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
+def test_ctrl_c_saves_a_checkpoint_and_the_printed_command_resumes(tmp_path):
+    resume(interrupt(tmp_path, signal.SIGINT, 130), tmp_path)
+
+
+def test_a_sigterm_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
+    """SIGTERM (the scheduler's stop): saved, resumed by the command it printed, and the two segments end as one
+    uninterrupted run does: the same metrics, tokens, validation history and one CSV."""
     whole = run_cli(*LONG, f"hydra.run.dir={tmp_path / 'whole'}", timeout=600)
     assert whole.returncode == 0, whole.stderr[-2000:]
-    proc = start_run(tmp_path / "cut", *LONG)
-    wait_for_training(tmp_path / "cut", proc)
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=120)
+    command = interrupt(tmp_path / "cut", signal.SIGTERM, 143)
     cut_at = json.loads((tmp_path / "cut" / "status.json").read_text())["step"]
-    assert run_cli(*LONG, f"hydra.run.dir={tmp_path / 'cut'}", timeout=600).returncode == 0
-    a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("whole", "cut"))
-    assert b["train"]["segments"] == 2 and a["train"]["segments"] == 1
+    b = resume(command, tmp_path / "cut")
+    a = json.loads((tmp_path / "whole" / "results.json").read_text())
+    assert a["train"]["segments"] == 1
     assert a["metrics"] == b["metrics"]  # same seed, CPU, deterministic
     assert a["train"]["tokens"] == b["train"]["tokens"]  # summed over both segments
     assert a["history"]["val/loss"] == b["history"]["val/loss"]
     assert a["history"]["tokens"] == b["history"]["tokens"] and a["history"]["flops"] == b["history"]["flops"]
-    assert [s for s, _ in b["history"]["flops"]] == [100, 200, 300, 400]  # one point each validation, both segments
+    assert [s for s, _ in b["history"]["flops"]] == [40, 80, 120, 160]  # one point each validation, both segments
     rows = (tmp_path / "cut" / "csv" / "metrics.csv").read_text().splitlines()
     steps = [int(r.split(",")[rows[0].split(",").index("step")]) for r in rows[1:]
              if r.split(",")[rows[0].split(",").index("step")]]
@@ -197,16 +208,16 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
     assert min(steps) < cut_at <= max(steps)  # the CSV holds both segments
 
 
-@pytest.mark.parametrize("when,stopped_at", [("batch", 101), ("end", 100)])
+@pytest.mark.parametrize("when,stopped_at", [("batch", 31), ("end", 30)])
 def test_a_signal_during_validation_resumes_with_the_rows_of_one_run(tmp_path, when, stopped_at):
-    """SIGTERM during the validation after step 100. From its first batch: the validation finishes (Lightning would
+    """SIGTERM during the validation after step 30. From its first batch: the validation finishes (Lightning would
     stop in its middle and lose its row) and the run stops after the next step. After its last batch: Lightning
     stops between the two steps, and the checkpoint used to resume one step off. Either way the resumed run logs
     each row once, under its own step."""
-    cmd = ("logger=csv", "trainer.max_steps=200", "trainer.val_check_interval=100", "trainer.log_every_n_steps=1",
-           "checkpoint_every_n_steps=50", "bench.latency_sentences=2", "bench.repeats=1", "bench.batch_sizes=[1]",
-           "+callbacks.sigterm._target_=tests.e2e.signal_callbacks.SigtermDuringValidation",
-           "+callbacks.sigterm.at_step=100", f"+callbacks.sigterm.when={when}", f"hydra.run.dir={tmp_path}")
+    cmd = ("logger=csv", "size=tiny", "trainer.max_steps=60", "trainer.val_check_interval=30",
+           "trainer.log_every_n_steps=1", "checkpoint_every_n_steps=10", "bench.latency_sentences=2", "bench.repeats=1",
+           "bench.batch_sizes=[1]", "+callbacks.sigterm._target_=tests.e2e.signal_callbacks.SigtermDuringValidation",
+           "+callbacks.sigterm.at_step=30", f"+callbacks.sigterm.when={when}", f"hydra.run.dir={tmp_path}")
     cut = run_cli(*cmd, timeout=600)
     assert cut.returncode == 143, cut.stderr[-2000:]
     assert json.loads((tmp_path / "status.json").read_text())["step"] == stopped_at
@@ -214,8 +225,8 @@ def test_a_signal_during_validation_resumes_with_the_rows_of_one_run(tmp_path, w
     with open(tmp_path / "csv" / "metrics.csv") as f:
         rows = [(int(r["step"]), "test" if r.get("test/loss") else "val" if r.get("val/loss") else "train")
                 for r in csv.DictReader(f)]
-    expected = [(s, "train") for s in range(100)] + [(99, "val")] + [(s, "train") for s in range(100, 200)]
-    assert rows == expected + [(199, "val"), (200, "test")]
+    expected = [(s, "train") for s in range(30)] + [(29, "val")] + [(s, "train") for s in range(30, 60)]
+    assert rows == expected + [(59, "val"), (60, "test")]
 
 
 def test_a_resumed_run_continues_the_same_wandb_run(tmp_path):
@@ -254,7 +265,7 @@ def test_a_resumed_run_continues_the_same_wandb_run(tmp_path):
         return found
 
     a, b = steps(first), steps(second)
-    assert a and b and max(a) < min(b) and max(b) >= 399  # continuous: segment 2 picks up where segment 1 stopped
+    assert a and b and max(a) < min(b) and max(b) >= STEPS - 1  # continuous: segment 2 picks up where segment 1 stopped
     summary = json.loads(subprocess.run(["wandb", "leet", "inspect", "--json", "--summary", str(second)],
                                         capture_output=True, text=True, check=True).stdout)
     assert summary["state"] == "finished" and max(a) <= cut_at

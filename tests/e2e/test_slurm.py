@@ -182,27 +182,29 @@ def test_multi_node_request_on_a_one_node_partition_is_refused(cluster, tmp_path
 STEPS = 300  # ~5 s of training on a quiet machine: an interrupt at the first checkpoint lands well inside it
 
 
-def _interrupted_run(cluster, tmp_path, interrupt, when):
-    """A run interrupted once `when` holds (training: its first checkpoint exists; after_training: its test row is
-    in metrics.csv, during a long inference timing); returns its results.json, status.json and run dir."""
+def _interrupted_run(cluster, tmp_path, interrupts):
+    """One run interrupted once per (interrupt, when) in turn, each once `when` holds in the job's current segment
+    (training: its first checkpoint exists; after_training: its test row is in metrics.csv, during a long inference
+    timing); returns its results.json, status.json and run dir once the last requeue finished it."""
     queued = multirun(cluster, tmp_path, "hydra.launcher.wait=false", "arch=encdec", *FAST,
                       f"trainer.max_steps={STEPS}", "checkpoint_every_n_steps=10", "trainer.val_check_interval=20",
-                      *(["bench.repeats=50"] if when == "after_training" else []))
+                      "bench.repeats=50")
     assert queued.returncode == 0, queued.stderr[-2000:]
     (job,) = [line.split(": ")[1].split()[0] for line in queued.stdout.splitlines() if line.startswith("queued")]
 
-    def ready():
+    def ready(when):
         if when == "training":
             return list(tmp_path.glob("*/checkpoints/*.ckpt"))
         # the header line names test/loss once the test row is written (the file may be empty while it is created)
         return any("test/loss" in (p.read_text().splitlines() or [""])[0] for p in tmp_path.glob("*/csv/metrics.csv"))
 
-    deadline = time.time() + 180
-    while not ready():
-        assert time.time() < deadline, f"not {when} within 180 s"
-        assert not results(tmp_path), "the run finished before it was interrupted"
-        time.sleep(0.1)
-    interrupt(job)
+    for interrupt, when in interrupts:
+        deadline = time.time() + 180
+        while not ready(when):
+            assert time.time() < deadline, f"not {when} within 180 s"
+            assert not results(tmp_path), "the run finished before it was interrupted"
+            time.sleep(0.1)
+        interrupt(job)
     deadline = time.time() + 300
     while not results(tmp_path):
         assert time.time() < deadline, "the requeued run did not finish"
@@ -232,15 +234,19 @@ def _assert_resumed(record, run_dir):
     assert rows == uninterrupted_rows(STEPS, 20), [r for r in rows if rows.count(r) > 1 or r not in uninterrupted_rows(STEPS, 20)]
 
 
-@pytest.mark.parametrize("how,when", [("USR1", "training"), ("USR2", "training"), ("requeue", "training"),
-                                      ("requeue", "after_training")])
-def test_preempted_run_resumes_in_the_same_run_dir(cluster, tmp_path, how, when):
-    def interrupt(job):
-        # scancel -s: to the job steps, as SLURM does on preemption; scontrol requeue: no warning beyond SIGTERM
-        cmd = ["scontrol", "requeue", job] if how == "requeue" else ["scancel", "-s", how, job]
-        subprocess.run(cmd, env=cluster, check=True)
+@pytest.mark.parametrize("first,second", [("USR1", "USR2"), ("requeue", "requeue")])
+def test_preempted_run_resumes_in_the_same_run_dir(cluster, tmp_path, first, second):
+    """Interrupted while training, then again after training (its test row written, during the inference timing):
+    each time requeued into the same run dir, which ends with the rows of one uninterrupted run."""
+    def interrupter(how):
+        def interrupt(job):
+            # scancel -s: to the job steps, as SLURM does on preemption; scontrol requeue: no warning beyond SIGTERM
+            cmd = ["scontrol", "requeue", job] if how == "requeue" else ["scancel", "-s", how, job]
+            subprocess.run(cmd, env=cluster, check=True)
+        return interrupt
 
-    record, status, run_dir = _interrupted_run(cluster, tmp_path, interrupt, when)
+    record, status, run_dir = _interrupted_run(cluster, tmp_path, [(interrupter(first), "training"),
+                                                                   (interrupter(second), "after_training")])
     assert status["state"] == "finished"
     _assert_resumed(record, run_dir)
 

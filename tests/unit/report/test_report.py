@@ -17,6 +17,9 @@ from src.report.collect import collect
 from tests.conftest import ROOT
 from tests.e2e.test_wandb import inspect
 
+# one worker runs the module: its module-scoped fixture (trained once, minutes on 2 cores) is built once
+pytestmark = pytest.mark.xdist_group("report_sweep")
+
 ARCHS = ("encdec", "nar", "rnn_attn")
 
 
