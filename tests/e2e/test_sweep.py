@@ -8,8 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from src.objective import objective
 from tests.conftest import ROOT, run_cli
 from tests.e2e.test_reliability import digest
