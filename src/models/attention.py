@@ -88,10 +88,20 @@ class MultiHeadAttention(nn.Module):
                 self.weights = attn.mean(1).detach()
             out = attn @ v
         else:
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-            )
+            out = fused_attention(q, k, v, mask, self.dropout if self.training else 0.0)
         return self.out_proj(out.transpose(1, 2).flatten(-2))
+
+
+def fused_attention(q, k, v, mask, dropout_p: float) -> torch.Tensor:
+    """softmax(QKᵀ / √d_k + M) V in torch's fused kernel. bf16 operands on CPU that need gradients (training under
+    bf16 autocast) are computed in fp32 and the output cast back: the CPU kernel's bf16 backward is several times
+    slower than its fp32 one. Without gradients (validation, decoding) its bf16 forward is the faster and is kept
+    (figures: experiments/benchmarks/README.md)."""
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.requires_grad:
+        with torch.autocast("cpu", enabled=False):
+            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=dropout_p)
+        return out.to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
 
 def padding_mask(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:

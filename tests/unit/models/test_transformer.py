@@ -123,3 +123,28 @@ def test_post_ln_and_pre_ln_differ_and_both_train():
             opt.step()
             losses.append(loss.item())
         assert losses[-1] < 0.2 * losses[0], (norm_first, losses[0], losses[-1])
+
+
+def test_cpu_bf16_attention_runs_the_fused_kernel_in_fp32(monkeypatch):
+    """Under CPU bf16 autocast (trainer.precision=bf16-mixed) the projections run in bf16, but a training forward
+    gives the fused attention kernel fp32 operands (src/models/attention.py: fused_attention): the output is close
+    to fp32's and its gradients reach every weight. Without gradients (validation, decoding) it keeps bf16."""
+    import torch.nn.functional as F
+
+    from src.models.attention import MultiHeadAttention, causal_mask
+
+    mha = MultiHeadAttention(32, 4)
+    x = torch.randn(2, 5, 32)
+    reference = mha(x, mask=causal_mask(5)).detach()
+    seen, sdpa = [], F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention",
+                        lambda q, k, v, **kw: seen.append((q.dtype, k.dtype, v.dtype)) or sdpa(q, k, v, **kw))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = mha(x, mask=causal_mask(5))
+    assert seen == [(torch.float32,) * 3] and out.dtype == torch.bfloat16
+    assert torch.allclose(out.float(), reference, atol=3e-2), (out.float() - reference).abs().max()
+    out.float().square().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in mha.parameters())
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        mha(x, mask=causal_mask(5))
+    assert seen[1:] == [(torch.bfloat16,) * 3]
