@@ -8,30 +8,19 @@ kernel (flash) against its math backend, alternating step by step.
 Figures: experiments/benchmarks/README.md (the training ceiling). Prints one block per precision.
 """
 import statistics
-import time
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from src.speed.compare import DEFAULT_SPEC, _ours_loss, _train_fn, build_ours
 from src.speed.flops import matmul_peak, train_flops
+from src.speed.timing import interleaved, measure
 
 B, S, D, F, V, L = 32, 32, 256, 1024, 8000, 3
 N = B * S  # tokens per side
 ENC = [(D, 3 * D), (D, D), (D, F), (F, D)]  # (in, out) of each linear: q+kv, out, FFN up, FFN down
 DEC = [(D, 3 * D), (D, D), (D, D), (D, 2 * D), (D, D), (D, F), (F, D)]  # self q+kv, out, cross q, kv, out, FFN
 LINEARS = ENC * L + DEC * L + [(D, V)]
-
-
-def median_s(fn, warmup=3, repeats=10) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def gemm_seconds(dtype) -> float:
@@ -41,7 +30,7 @@ def gemm_seconds(dtype) -> float:
         for a, b in (((N, k), (k, n)), ((N, n), (n, k)), ((k, N), (N, n))):
             if (a, b) not in cache:
                 x, w = torch.randn(*a, dtype=dtype), torch.randn(*b, dtype=dtype)
-                cache[a, b] = median_s(lambda: x @ w, repeats=20)
+                cache[a, b] = statistics.median(measure(lambda: x @ w, "cpu", warmup=3, repeats=20)[0])
             total += cache[a, b]
     return total
 
@@ -60,14 +49,7 @@ def main() -> None:
             with sdpa_kernel(SDPBackend.MATH):
                 step()
 
-        for _ in range(3):
-            step(), math_step()
-        times = {"flash": [], "math": []}
-        for _ in range(8):
-            for name, fn in (("flash", step), ("math", math_step)):
-                t = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t)
+        times = interleaved({"flash": step, "math": math_step}, "cpu", warmup=3, repeats=8)
         flash, math = (statistics.median(times[k]) for k in ("flash", "math"))
         gemms, peak = gemm_seconds(dtype), matmul_peak("cpu", dtype)
         print(f"{precision}: step {flash * 1e3:.1f} ms (MFU {flops / flash / peak:.1%} of the measured peak "

@@ -153,10 +153,10 @@ LONG = ("logger=csv", f"trainer.max_steps={STEPS}", "trainer.val_check_interval=
         "bench.batch_sizes=[1,8]")
 
 
-def interrupt(run_dir: Path, signum: int, code: int) -> list[str]:
-    """Start the LONG run, send `signum` once it trains; it saves, says how to resume, and exits with `code`.
-    Returns the resume command it printed."""
-    proc = start_run(run_dir, *LONG)
+def interrupt(run_dir: Path, signum: int, code: int, overrides=LONG) -> list[str]:
+    """Start the run (LONG unless told), send `signum` once it trains; it saves, says how to resume, and exits with
+    `code`. Returns the resume command it printed."""
+    proc = start_run(run_dir, *overrides)
     wait_for_training(run_dir, proc)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
@@ -231,13 +231,9 @@ def test_a_signal_during_validation_resumes_with_the_rows_of_one_run(tmp_path, w
 
 def test_a_resumed_run_continues_the_same_wandb_run(tmp_path):
     """Both segments log to one W&B run id (kept in status.json), and the history steps continue, never restart."""
-    overrides = (*LONG[1:], "logger=wandb")
-    proc = start_run(tmp_path, *overrides)
-    wait_for_training(tmp_path, proc)
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=120)
+    command = interrupt(tmp_path, signal.SIGTERM, 143, overrides=(*LONG[1:], "logger=wandb"))
     cut_at = json.loads((tmp_path / "status.json").read_text())["step"]
-    assert run_cli(*overrides, f"hydra.run.dir={tmp_path}", timeout=600).returncode == 0
+    resume(command, tmp_path)
     first, second = sorted((tmp_path / "wandb").glob("offline-run-*"))
     wandb_id = json.loads((tmp_path / "status.json").read_text())["wandb_id"]
     assert first.name.endswith(wandb_id) and second.name.endswith(wandb_id)

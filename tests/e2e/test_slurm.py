@@ -183,9 +183,11 @@ STEPS = 300  # ~5 s of training on a quiet machine: an interrupt at the first ch
 
 
 def _interrupted_run(cluster, tmp_path, interrupts):
-    """One run interrupted once per (interrupt, when) in turn, each once `when` holds in the job's current segment
+    """One run interrupted once per (how, when) in turn, each once `when` holds in the job's current segment
     (training: its first checkpoint exists; after_training: its test row is in metrics.csv, during a long inference
-    timing); returns its results.json, status.json and run dir once the last requeue finished it."""
+    timing); how: USR1 / USR2 (`scancel -s`: to the job steps, as SLURM does on preemption) or requeue (`scontrol
+    requeue`: no warning beyond SIGTERM). Returns its results.json, status.json and run dir once the last requeue
+    finished it."""
     queued = multirun(cluster, tmp_path, "hydra.launcher.wait=false", "arch=encdec", *FAST,
                       f"trainer.max_steps={STEPS}", "checkpoint_every_n_steps=10", "trainer.val_check_interval=20",
                       "bench.repeats=50")
@@ -198,13 +200,14 @@ def _interrupted_run(cluster, tmp_path, interrupts):
         # the header line names test/loss once the test row is written (the file may be empty while it is created)
         return any("test/loss" in (p.read_text().splitlines() or [""])[0] for p in tmp_path.glob("*/csv/metrics.csv"))
 
-    for interrupt, when in interrupts:
+    for how, when in interrupts:
         deadline = time.time() + 180
         while not ready(when):
             assert time.time() < deadline, f"not {when} within 180 s"
             assert not results(tmp_path), "the run finished before it was interrupted"
             time.sleep(0.1)
-        interrupt(job)
+        cmd = ["scontrol", "requeue", job] if how == "requeue" else ["scancel", "-s", how, job]
+        subprocess.run(cmd, env=cluster, check=True)
     deadline = time.time() + 300
     while not results(tmp_path):
         assert time.time() < deadline, "the requeued run did not finish"
@@ -238,15 +241,7 @@ def _assert_resumed(record, run_dir):
 def test_preempted_run_resumes_in_the_same_run_dir(cluster, tmp_path, first, second):
     """Interrupted while training, then again after training (its test row written, during the inference timing):
     each time requeued into the same run dir, which ends with the rows of one uninterrupted run."""
-    def interrupter(how):
-        def interrupt(job):
-            # scancel -s: to the job steps, as SLURM does on preemption; scontrol requeue: no warning beyond SIGTERM
-            cmd = ["scontrol", "requeue", job] if how == "requeue" else ["scancel", "-s", how, job]
-            subprocess.run(cmd, env=cluster, check=True)
-        return interrupt
-
-    record, status, run_dir = _interrupted_run(cluster, tmp_path, [(interrupter(first), "training"),
-                                                                   (interrupter(second), "after_training")])
+    record, status, run_dir = _interrupted_run(cluster, tmp_path, [(first, "training"), (second, "after_training")])
     assert status["state"] == "finished"
     _assert_resumed(record, run_dir)
 
