@@ -210,6 +210,7 @@ class GracefulStop(L.Callback):
 
     def __init__(self, checkpoint: Path):
         self.checkpoint, self.signum, self._previous = Path(checkpoint), None, {}
+        self._validated_at = None  # the global step of the fit's last validation
 
     def install(self) -> None:
         for s in STOP_SIGNALS:
@@ -238,6 +239,10 @@ class GracefulStop(L.Callback):
             return
         self.check()
 
+    def on_validation_end(self, trainer, *_):
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._validated_at = trainer.global_step
+
     def on_validation_batch_end(self, trainer, *_):
         if self.signum is not None and trainer.state.fn == "fit":
             # finish this validation (Lightning would stop in its middle and lose its row); stop after the next step
@@ -253,11 +258,11 @@ class GracefulStop(L.Callback):
                 trainer._logger_connector.update_train_step_metrics()
             trainer.save_checkpoint(self.checkpoint)
         elif isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
-            # Lightning's own stop. Between two steps (the signal came after the last validation batch): the step's
-            # row is logged and its logger step counted, which a restarted loop counts once more (Lightning expects
-            # a checkpoint from before that count), so the checkpoint gets the count from before it. Inside a
-            # validation the step is not counted yet: saved as it is
-            counted = 0 if trainer.validating else 1
+            # Lightning's own stop, the signal having come after our on_train_batch_end. Between two steps with a
+            # validation just run (the signal came after its last batch): the step's logger step is counted, which
+            # a restarted loop counts once more, so the checkpoint gets the count from before it. Between two steps
+            # with no validation, or inside a validation, the restarted loop counts nothing again: saved as it is
+            counted = int(not trainer.validating and self._validated_at == trainer.global_step)
             loop = trainer.fit_loop.epoch_loop
             loop._batches_that_stepped -= counted
             try:

@@ -186,6 +186,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_printed_command_resumes(tmp_path):
     resume(interrupt(tmp_path, signal.SIGINT, 130), tmp_path)
 
 
+@pytest.mark.slow
 def test_a_sigterm_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
     """SIGTERM (the scheduler's stop): saved, resumed by the command it printed, and the two segments end as one
     uninterrupted run does: the same metrics, tokens, validation history and one CSV."""
@@ -208,16 +209,17 @@ def test_a_sigterm_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
     assert min(steps) < cut_at <= max(steps)  # the CSV holds both segments
 
 
-@pytest.mark.parametrize("when,stopped_at", [("batch", 31), ("end", 30)])
-def test_a_signal_during_validation_resumes_with_the_rows_of_one_run(tmp_path, when, stopped_at):
+@pytest.mark.parametrize("when,at_step,stopped_at", [("batch", 30, 31), ("end", 30, 30), ("train_batch_end", 16, 16)])
+def test_a_signal_resumes_with_the_rows_of_one_run(tmp_path, when, at_step, stopped_at):
     """SIGTERM during the validation after step 30. From its first batch: the validation finishes (Lightning would
     stop in its middle and lose its row) and the run stops after the next step. After its last batch: Lightning
-    stops between the two steps, and the checkpoint used to resume one step off. Either way the resumed run logs
-    each row once, under its own step."""
+    stops between the two steps, and the checkpoint used to resume one step off. Or SIGTERM at step 16's end, after
+    the run's own check (a signal racing it): Lightning stops before the next step, and that checkpoint too resumed
+    one step off. Each way the resumed run logs each row once, under its own step."""
     cmd = ("logger=csv", "size=tiny", "trainer.max_steps=60", "trainer.val_check_interval=30",
            "trainer.log_every_n_steps=1", "checkpoint_every_n_steps=10", "bench.latency_sentences=2", "bench.repeats=1",
-           "bench.batch_sizes=[1]", "+callbacks.sigterm._target_=tests.e2e.signal_callbacks.SigtermDuringValidation",
-           "+callbacks.sigterm.at_step=30", f"+callbacks.sigterm.when={when}", f"hydra.run.dir={tmp_path}")
+           "bench.batch_sizes=[1]", "+callbacks.sigterm._target_=tests.e2e.signal_callbacks.SigtermAtStep",
+           f"+callbacks.sigterm.at_step={at_step}", f"+callbacks.sigterm.when={when}", f"hydra.run.dir={tmp_path}")
     cut = run_cli(*cmd, timeout=600)
     assert cut.returncode == 143, cut.stderr[-2000:]
     assert json.loads((tmp_path / "status.json").read_text())["step"] == stopped_at
