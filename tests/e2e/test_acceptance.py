@@ -1,6 +1,10 @@
 """Acceptance: full-length default runs on the synthetic translation task reach their quality bars, and the
 non-autoregressive model decodes faster than the autoregressive one at batch 1 (figures: experiments/README.md)."""
+import pytest
+
 from tests.conftest import run_main
+
+pytestmark = pytest.mark.slow
 
 BENCH = "bench.batch_sizes=[1]"  # the latency compared below; the default's larger batches only cost time here
 

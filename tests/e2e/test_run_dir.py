@@ -209,6 +209,7 @@ def _kill_mid_save(run_dir: Path, env: dict) -> bool:
     return any(_incomplete(p) for p in ckpts.iterdir() if p.is_file())
 
 
+@pytest.mark.slow
 def test_sigkill_in_the_middle_of_a_checkpoint_save_resumes(tmp_path):
     """$TMPDIR on another filesystem (tmpfs), as a cluster's node-local disk is: the save must not go through it."""
     shm = Path("/dev/shm")

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from src.objective import objective
 from tests.conftest import ROOT, run_cli
 from tests.e2e.test_reliability import digest
@@ -60,6 +62,7 @@ def _interrupt_member(sweep_dir: Path, seed: int) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_a_rerun_sweep_skips_the_done_member_resumes_the_interrupted_one_and_runs_the_new_one(tmp_path):
     sweep_dir = tmp_path / "sweep"
     first = run_cli("-m", "seed=0", *SWEEP, f"hydra.sweep.dir={sweep_dir}")
