@@ -37,7 +37,7 @@ from .selection import BEST_CALLBACK, load_best, validation_record
 from .sizing import build as build_model
 from .speed.deploy import run_ct2
 from .speed.inference import inference_report
-from .speed.runtime import compile_model, set_threads, warn_if_slow_bf16
+from .speed.runtime import compile_loss, compile_model, set_threads, warn_if_slow_bf16
 from .tasks.base import write_predictions
 from .tasks.translation import attention_examples, attention_for_sentences, write_hypotheses
 from .trained import build_run_datamodule
@@ -144,10 +144,11 @@ def build_module(cfg: DictConfig, spec: RunConfig, dm):
     """(model, task module, the model's shape, "size_match"): at the configured size, or solved for
     size.target_params with the real vocabulary (src/sizing.py)."""
     model, shape, size_match = build_model(cfg, spec, dm.vocab_size, dm.n_classes)
-    if spec.train.compile:
-        compile_model(model)
     module = instantiate(cfg.task.module)(model=model, datamodule=dm, optim=spec.optim, decode=spec.decode,
                                           samples=spec.samples)
+    if spec.train.compile:
+        compile_model(model)
+        module.cross_entropy = compile_loss()
     return model, module, shape, size_match
 
 

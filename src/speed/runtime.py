@@ -18,7 +18,10 @@
   (`hydra.launcher.setup=["export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"]`).
   `allocator_name()` says which allocator this process runs on; results.json and bench.json record it.
 - train.compile: `torch.compile` of the model's forward (inductor: C++/OpenMP on CPU, Triton on GPU), with
-  dynamic shapes because batches are bucketed by length; backward is compiled with it (AOTAutograd).
+  dynamic shapes because batches are bucketed by length; backward is compiled with it (AOTAutograd). The token
+  loss over the vocabulary (`compile_loss`: cross-entropy with label smoothing and ignored pads) is compiled too:
+  eager, its log-softmax, smoothing and NLL each pass over the (tokens, vocab) logits and their gradient, where
+  inductor fuses them into one loop forward and one backward.
 - bf16: Lightning's `trainer.precision=bf16-mixed` runs the forward under torch.autocast(bfloat16) (matmuls in
   bf16, reductions and the loss in fp32). On CPU it pays off only with native bf16 dot products (avx512_bf16 or
   AMX); `cpu_has_native_bf16()` says whether this CPU has them.
@@ -30,8 +33,10 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import refuse
 
@@ -65,6 +70,12 @@ def compile_model(model: torch.nn.Module) -> torch.nn.Module:
     """Compile the model's forward in place (its state_dict keys are unchanged, checkpoints stay portable)."""
     model.compile(dynamic=True)
     return model
+
+
+def compile_loss() -> Callable[..., torch.Tensor]:
+    """F.cross_entropy compiled (dynamic shapes: the token count changes with every batch), for the training tasks'
+    `cross_entropy` under train.compile."""
+    return torch.compile(F.cross_entropy, dynamic=True)
 
 
 def cpu_has_native_bf16() -> bool:

@@ -8,6 +8,7 @@ import random
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 
 from ..config import DecodeConfig, OptimConfig
 from ..decoding import generate
@@ -19,6 +20,7 @@ class TaskModule(L.LightningModule):
         super().__init__()
         self.model, self.dm, self.optim, self.decode_cfg, self.n_samples = model, datamodule, optim, decode, samples
         self.train_tokens = 0  # non-pad tokens seen in training (for tokens/s)
+        self.cross_entropy = F.cross_entropy  # the token loss over the vocabulary; train.compile compiles it
         self.samples: list[dict] = []  # decoded test examples
 
     def configure_optimizers(self):

@@ -21,7 +21,7 @@ class LMModule(TaskModule):
 
     def _loss(self, tokens):
         logits = self.model(tokens[:, :-1])
-        return logits, F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=PAD)
+        return logits, self.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=PAD)
 
     def training_step(self, batch, _):
         _, loss = self._loss(batch["tokens"])

@@ -12,7 +12,6 @@ import json
 import logging
 
 import torch
-import torch.nn.functional as F
 
 from ..models.vocab import BOS, EOS, PAD
 from .base import TaskModule, spread_over_lengths
@@ -66,8 +65,8 @@ class TranslationModule(TaskModule):
             return self.model.loss(src, tgt)
         tgt_in, tgt_out = teacher_forcing_pair(tgt)
         logits = self.model(src, tgt_in)
-        loss = F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD,
-                               label_smoothing=self.optim.label_smoothing)
+        loss = self.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD,
+                                  label_smoothing=self.optim.label_smoothing)
         return loss, int((tgt_out != PAD).sum())
 
     def training_step(self, batch, _):
