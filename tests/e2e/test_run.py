@@ -82,3 +82,18 @@ def test_a_callback_added_by_config_is_in_the_runs_trainer(tmp_path, monkeypatch
     assert checkpoint.dirpath == str(tmp_path / "checkpoints") and (tmp_path / "checkpoints" / "last.ckpt").exists()
     assert r["config"]["callbacks"]["lr_monitor"]["_target_"].endswith("LearningRateMonitor")
     assert "lr-AdamW" in (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
+
+
+@pytest.mark.slow
+def test_a_compiled_run_tests_like_an_eager_one(tmp_path):
+    """train.compile (the model's forward and the token loss compiled) through the whole run: the same seed gives
+    the eager run's test loss."""
+    import torch
+
+    runs = {}
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        runs[compiled] = run_main(tmp_path / str(compiled), "arch=decoder", "task=lm", "debug=fast", "logger=none",
+                                  f"train.compile={str(compiled).lower()}", "bench.batch_sizes=[1]")
+    assert runs[True]["config"]["train"]["compile"] is True
+    assert runs[True]["metrics"]["test/loss"] == pytest.approx(runs[False]["metrics"]["test/loss"], rel=1e-4)
