@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from tests.conftest import run_cli, run_main
 from tests.unit.config.test_config import EXPECTED_PAIRS
@@ -88,8 +89,6 @@ def test_a_callback_added_by_config_is_in_the_runs_trainer(tmp_path, monkeypatch
 def test_a_compiled_run_tests_like_an_eager_one(tmp_path):
     """train.compile (the model's forward and the token loss compiled) through the whole run: the same seed gives
     the eager run's test loss."""
-    import torch
-
     runs = {}
     for compiled in (False, True):
         torch._dynamo.reset()
