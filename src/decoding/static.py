@@ -38,6 +38,11 @@ MAX_LAYOUTS = 32  # buffer sets kept per model (one per batch size × max_len ×
 # single step's compile time from a cold cache (742 s vs 48 s on the 2-core Xeon VM at load 15; 95 vs 71 s from
 # inductor's warm FX-graph cache), tokens identical; its steady-state gain is not yet measured on a quiet machine
 BLOCK_TOKENS = 0
+# inductor options of the compiled CPU step: store every pointwise result of more than 4 ops (a layer norm's output,
+# the FFN's GELU) instead of inlining it into its consumer. Inlined into a one-row reduction Σ_k W[:, k]·x[k]
+# (`decode_linear`), x would be recomputed for each of W's rows: the layer norm 256-1,024 times and the GELU's erf
+# 256 × 1,024 times a layer, more work than the reduction itself
+CPU_STEP_OPTIONS = {"realize_opcount_threshold": 4}
 
 
 class StaticKVCache:
@@ -162,8 +167,9 @@ class StaticDecoder:
         self.int8, self.compile = int8, compile
         self._step, self._block = static_step, greedy_block
         if compile:
-            self._step = torch.compile(static_step, mode="reduce-overhead" if self.cuda else None)
-            self._block = torch.compile(greedy_block)
+            self._step = (torch.compile(static_step, mode="reduce-overhead") if self.cuda else
+                          torch.compile(static_step, options=CPU_STEP_OPTIONS))
+            self._block = torch.compile(greedy_block, options=CPU_STEP_OPTIONS)
         self._banned: dict[tuple, torch.Tensor] = {}
         # greedy tokens per `greedy_block` call (0: none; the search then steps token by token). CPU only: a block
         # under CUDA graphs would need its own care of the graph's outputs, and is untested
