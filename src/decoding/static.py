@@ -42,6 +42,7 @@ BLOCK_TOKENS = 0
 # the FFN's GELU) instead of inlining it into its consumer. Inlined into a one-row reduction Σ_k W[:, k]·x[k]
 # (`decode_linear`), x would be recomputed for each of W's rows: the layer norm 256-1,024 times and the GELU's erf
 # 256 × 1,024 times a layer, more work than the reduction itself
+REDUCTION_ROWS = 4  # rows of x up to which a compiled CPU step computes x·Wᵀ as inductor's reduction (decode_linear)
 CPU_STEP_OPTIONS = {"realize_opcount_threshold": 4}
 
 
@@ -91,19 +92,20 @@ def decode_linear(x: torch.Tensor, weight: torch.Tensor, weight_t: torch.Tensor,
                   q8: tuple[torch.Tensor, torch.Tensor] | None = None):
     """x·Wᵀ + b of a decode step in the form that streams W fastest (nn.Linear's x·Wᵀ is the slowest at every row
     count measured: on CPU the step is bound by reading weights that no longer fit in cache):
-        one row, compiling:  Σ_k W[:, k]·x[k]     a reduction inductor turns into its own dot-product loops over
-                                                  W's rows, fused with the rest of the step into one C++ kernel;
-                             s ⊙ Σ_k Q[:, k]·x[k]  the same over int8 weights W ≈ s ⊙ Q (`q8` = (Q, s),
-                                                  `int8_weights`), dequantized inside the loop: a quarter of the bytes
+        up to REDUCTION_ROWS rows, compiling:
+                             y[n, r] = Σ_k W[n, k]·x[r, k]   a reduction inductor turns into its own dot-product loops,
+                                                  fused with the rest of the step into one C++ kernel; n outermost,
+                                                  so each row of W is read once for all the rows of x (beam 4);
+                             s ⊙ Σ_k Q[n, k]·x[k]  the same over int8 weights W ≈ s ⊙ Q (`q8` = (Q, s),
+                                                  `int8_weights`), dequantized inside the loop: a quarter of the
+                                                  bytes (one row only: at more, inductor's int8 loops are slower)
         one row, eager:      x·(Wᵀ contiguous)    a GEMV down a column-major copy of W (`weight_t`)
-        several rows:        (W·xᵀ)ᵀ              a tall-skinny GEMM that streams W once (MKL's GEMM wins again)
+        more rows:           (W·xᵀ)ᵀ              a tall-skinny GEMM that streams W once (MKL's GEMM wins again)
     With `q8`, W and Wᵀ are s ⊙ Q in fp32, so every row count computes with the same int8 weights."""
     rows = x.reshape(-1, x.size(-1))
-    if rows.size(0) == 1 and torch.compiler.is_compiling():  # inductor: a dot-product loop over W's rows, fused
-        if q8 is None:
-            y = (weight.float() * rows.float()).sum(-1)[None].to(rows.dtype)
-        else:
-            y = ((q8[0].float() * rows.float()).sum(-1) * q8[1])[None].to(rows.dtype)
+    if torch.compiler.is_compiling() and rows.size(0) <= (1 if q8 else REDUCTION_ROWS):  # inductor's loops, fused
+        y = ((weight if q8 is None else q8[0]).float()[:, None, :] * rows.float()).sum(-1)  # (N, rows)
+        y = (y if q8 is None else y * q8[1][:, None]).t().to(rows.dtype)
     else:
         y = rows @ weight_t if rows.size(0) == 1 else (weight @ rows.t()).t()
     if bias is not None:
@@ -157,7 +159,10 @@ class StaticDecoder:
     call of a compiled function at a layout compiled nothing (its inputs passed an existing graph's guards), its later
     calls at that layout skip Dynamo's guard evaluation (`torch.compiler.set_stance(skip_guard_eval_unsafe=True)`):
     those guards can only pass again. (Not after the first call: a cold cache may compile a second graph at the
-    second step of a new batch size, after automatic dynamic shapes made the first one dynamic.)"""
+    second step of a new batch size, after automatic dynamic shapes made the first one dynamic.) Dynamo's guard-free
+    mode still checks the guards that tell its cached graphs apart; where those would send a call to a new compile
+    (many graphs of one step: several batch sizes, a dynamic one among them, several models), it raises instead, and
+    that layout is guarded from then on."""
 
     def __init__(self, model, compile: bool = False, block_size: int = BLOCK_TOKENS, int8: bool = False):
         self._model = weakref.ref(model)  # weak: the per-model registry below must not keep the model alive
@@ -176,6 +181,7 @@ class StaticDecoder:
         self.block_size = 0 if self.cuda else block_size
         self._pool: dict[tuple, list[torch.Tensor]] = {}  # buffers by layout, reused across calls
         self._warm: set[tuple] = set()  # (function, layout) served by an existing graph since the last prefill
+        self._guarded: set[tuple] = set()  # layouts whose guard-free call would have recompiled: always guarded
         self._linears = [] if self.cuda else [
             m for m in model.decoder.layers.modules() if isinstance(m, nn.Linear)] + [model.lm_head]
         self._copies: dict[object, list[tuple]] = {}  # kind (a dtype or "int8") -> decode_linear's tensors per Linear
@@ -278,11 +284,17 @@ class StaticDecoder:
             layout = (fn, *((a.shape, a.stride(), a.dtype) for a in args if isinstance(a, torch.Tensor)),
                       state.key_valid.shape, None if state.memory_mask is None else state.memory_mask.shape)
             if layout in self._warm:
-                with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
-                    return fn(self.model, *args)
+                try:
+                    with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
+                        return fn(self.model, *args)
+                except RuntimeError as e:  # raised on entering the step (one graph), before it changed anything
+                    if "skip_guard_eval_unsafe" not in str(e):
+                        raise
+                    self._warm.discard(layout)  # the guards it skips pick among many graphs: guarded from here on
+                    self._guarded.add(layout)
             graphs = counters["stats"]["unique_graphs"]
             out = fn(self.model, *args)  # guarded: a new batch size, source length or dtype compiles its graph
-            if counters["stats"]["unique_graphs"] == graphs:  # an existing graph served it: its guards pass here
+            if counters["stats"]["unique_graphs"] == graphs and layout not in self._guarded:  # served by a graph
                 self._warm.add(layout)
             return out
         finally:
@@ -290,7 +302,9 @@ class StaticDecoder:
                 del vars(lin)["forward"]  # back to nn.Linear.forward
 
     def step(self, tok: torch.Tensor, state: StaticState) -> torch.Tensor:
-        return self._run(self._step, state, tok, state)
+        """A view (beam's tokens, a prompt's first column) is passed as a copy: a compiled step would guard on the
+        shape of the view's base, which the layout of a guard-free call does not see."""
+        return self._run(self._step, state, tok if tok._base is None else tok.clone(), state)
 
     def greedy_block(self, logits: torch.Tensor, state: StaticState, done: torch.Tensor,
                      fixed_length: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -250,6 +250,11 @@ def _compiled_matches_eager(device):
         c_tokens, c_scores = beam_search(static_decoder(model, compile=True), src[:2], 16, beam_size=3)
         assert torch.equal(c_tokens[:, 0], tokens[:, 0]), cls.__name__
         assert torch.allclose(c_scores, scores, atol=1e-3), cls.__name__
+        # beam 3 on one sentence: 3 rows, inside REDUCTION_ROWS, so x·Wᵀ is the compiled reduction over 3 rows
+        tokens, scores = beam_search(model, src[:1], 16, beam_size=3)
+        c_tokens, c_scores = beam_search(static_decoder(model, compile=True), src[:1], 16, beam_size=3)
+        assert torch.equal(c_tokens, tokens), cls.__name__
+        assert torch.allclose(c_scores, scores, atol=1e-3), cls.__name__
 
 
 @pytest.mark.slow
