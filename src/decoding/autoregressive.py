@@ -31,8 +31,10 @@ class IncrementalDecoder(Protocol):
     def step(self, tokens: torch.Tensor, state: Any) -> torch.Tensor:
         """(B,) previous tokens -> (B, V) logits of the next token; advances `state` in place."""
 
-    def reorder_state(self, state: Any, index: torch.Tensor) -> None:
-        """Row i of `state` becomes old row index[i] (beam search: expansion to B·k, then each step's survivors)."""
+    def reorder_state(self, state: Any, index: torch.Tensor, same_source: bool = False) -> None:
+        """Row i of `state` becomes old row index[i] (beam search: expansion to B·k, then each step's survivors).
+        same_source=True: every row moves to a row of the same source sentence (a beam step's survivors), so what
+        depends on the source alone (cross-attention K/V, the source mask, an RNN's encoder outputs) stays put."""
 
 
 def forbid_special(logits: torch.Tensor, fixed_length: bool = False) -> torch.Tensor:
@@ -170,7 +172,7 @@ def beam_search(model: IncrementalDecoder, src, max_new_tokens=64, beam_size=4, 
         finished = finished.index_select(0, rows) | (tok == EOS)
         if t == max_new_tokens - 1 or (t % SYNC_EVERY == SYNC_EVERY - 1 and bool(finished.all())):
             break
-        model.reorder_state(state, rows)
+        model.reorder_state(state, rows, same_source=True)
         logits = model.step(tok, state)
     tokens = trim_pads(tokens.view(b, k, -1))
     final = (scores / length_penalty_of(lengths, length_penalty)).view(b, k)

@@ -315,11 +315,13 @@ class StaticDecoder:
             self._banned[key] = torch.tensor(NEVER_GENERATED + ([EOS] if fixed_length else []), device=logits.device)
         return self._run(self._block, state, logits, state, done, self._banned[key], self.block_size)
 
-    def reorder_state(self, state: StaticState, index: torch.Tensor) -> None:
+    def reorder_state(self, state: StaticState, index: torch.Tensor, same_source: bool = False) -> None:
         """Row i becomes old row index[i] (beam search): in place, or into pooled buffers when the batch size
-        changes (the expansion to B·k, once per call)."""
+        changes (the expansion to B·k, once per call). same_source (a beam step): the target side only."""
         tensors = state.tensors()
         if index.numel() == tensors[0].size(0):
+            if same_source:
+                tensors = [state.key_valid, state.next_pos, *(t for c in state.caches for t in (c.self_kv.k, c.self_kv.v))]
             for t in tensors:
                 t.copy_(t.index_select(0, index))
             return

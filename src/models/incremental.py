@@ -19,9 +19,9 @@ class LayerCache:
     self_kv: KVCache
     memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def reorder(self, index):
+    def reorder(self, index, same_source=False):
         self.self_kv.reorder(index)
-        if self.memory_kv is not None:
+        if self.memory_kv is not None and not same_source:
             self.memory_kv = tuple(t.index_select(0, index) for t in self.memory_kv)
 
 
@@ -35,12 +35,12 @@ class DecodeState:
     pos: int = 0  # next cache slot
     memory_mask: torch.Tensor | None = None
 
-    def reorder(self, index):
+    def reorder(self, index, same_source=False):
         for c in self.caches:
-            c.reorder(index)
+            c.reorder(index, same_source)
         self.key_valid = self.key_valid.index_select(0, index)
         self.next_pos = self.next_pos.index_select(0, index)
-        if self.memory_mask is not None:
+        if self.memory_mask is not None and not same_source:
             self.memory_mask = self.memory_mask.index_select(0, index)
 
 
@@ -90,5 +90,5 @@ class IncrementalDecoding:
         return self.decode_tokens(prompt, state), state
 
     @staticmethod
-    def reorder_state(state: DecodeState, index: torch.Tensor) -> None:
-        state.reorder(index)
+    def reorder_state(state: DecodeState, index: torch.Tensor, same_source: bool = False) -> None:
+        state.reorder(index, same_source)

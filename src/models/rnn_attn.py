@@ -69,12 +69,14 @@ class RNNState:
     keys: torch.Tensor  # (B, S, D) precomputed source side of the score
     mask: torch.Tensor  # (B, S) bool, True at real source tokens
 
-    def reorder(self, index: torch.Tensor) -> None:
-        """Select batch rows (beam search): row i becomes old row index[i]."""
+    def reorder(self, index: torch.Tensor, same_source: bool = False) -> None:
+        """Select batch rows (beam search): row i becomes old row index[i]; with same_source (a beam step's
+        survivors: rows of the same sentence) the source side stays as it is."""
         self.h, self.feed = self.h.index_select(1, index), self.feed.index_select(0, index)
         self.c = self.c.index_select(1, index) if self.c is not None else None
-        self.memory, self.keys = self.memory.index_select(0, index), self.keys.index_select(0, index)
-        self.mask = self.mask.index_select(0, index)
+        if not same_source:
+            self.memory, self.keys = self.memory.index_select(0, index), self.keys.index_select(0, index)
+            self.mask = self.mask.index_select(0, index)
 
 
 class RNNAttention(nn.Module):
@@ -166,5 +168,5 @@ class RNNAttention(nn.Module):
         return self._step(tokens, state)[0]
 
     @staticmethod
-    def reorder_state(state: RNNState, index: torch.Tensor) -> None:
-        state.reorder(index)
+    def reorder_state(state: RNNState, index: torch.Tensor, same_source: bool = False) -> None:
+        state.reorder(index, same_source)

@@ -34,7 +34,7 @@ class BigramTable(torch.nn.Module):
         state["last"] = tokens
         return self.logp[tokens]
 
-    def reorder_state(self, state, index):
+    def reorder_state(self, state, index, same_source=False):
         state["last"] = state["last"][index]
 
     def score(self, hyp: list[int]) -> float:

@@ -13,6 +13,7 @@ from src.decoding.autoregressive import beam_search, greedy, sample
 from src.decoding.int8 import int8_weights
 from src.decoding.static import StaticDecoder, static_decoder
 from src.models.nar import CMLM
+from src.models.rnn_attn import RNNAttention
 from src.models.transformer import DecoderLM, EncoderDecoder, PrefixLM
 from src.models.vocab import EOS, PAD
 
@@ -65,6 +66,21 @@ def test_static_beam_search_matches_eager(cls):
     s_tokens, s_scores = beam_search(StaticDecoder(model), src, 20, beam_size=3)
     assert torch.equal(s_tokens, tokens)
     assert torch.allclose(s_scores, scores, atol=1e-4)
+
+
+@pytest.mark.parametrize("cls", MODELS + [RNNAttention])
+def test_batched_beam_search_is_each_sentence_searched_alone(cls):
+    """A beam step moves rows among one sentence's beams only, so its source side is not reordered
+    (reorder_state's same_source): each sentence of a batch gets the beams it gets alone, eagerly and on the static
+    step."""
+    model, src = model_and_src(cls, batch=3)
+    for dec in [model] + ([] if cls is RNNAttention else [StaticDecoder(model)]):
+        tokens, scores = beam_search(dec, src, 12, beam_size=3)
+        for i in range(src.size(0)):
+            alone, alone_scores = beam_search(dec, src[i : i + 1], 12, beam_size=3)
+            assert torch.equal(tokens[i, :, : alone.size(-1)], alone[0]), (cls.__name__, i)
+            assert (tokens[i, :, alone.size(-1) :] == PAD).all()
+            assert torch.allclose(scores[i], alone_scores[0], atol=1e-4)
 
 
 @pytest.mark.parametrize("compile", [False, True])
