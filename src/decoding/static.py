@@ -20,6 +20,7 @@ eager, `decode_linear`'s int8 reduction compiled). Measured figures behind these
 """
 from __future__ import annotations
 
+import itertools
 import weakref
 from dataclasses import dataclass
 from functools import partial
@@ -88,8 +89,34 @@ class StaticState:
         return StaticState(caches, key_valid, next_pos, self.pos, memory_mask)
 
 
+_PREPACKED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # handle -> oneDNN's blocked copy of W
+_handles = itertools.count()
+
+
+@torch.library.custom_op("archbench::prepacked_linear", mutates_args=())
+def prepacked_linear(x: torch.Tensor, handle: int, out_features: int) -> torch.Tensor:
+    """x·Wᵀ by oneDNN on the copy of W it blocked for its GEMM once (`_PREPACKED[handle]`, `prepack`), instead of
+    MKL packing W again at every call. An op of its own because a blocked (mkldnn) tensor cannot be an input of a
+    compiled graph: inductor calls it as an extern kernel, with the handle as a constant."""
+    return torch.ops.mkldnn._linear_pointwise(x, _PREPACKED[handle], None, "none", [], "")
+
+
+@prepacked_linear.register_fake
+def _(x, handle, out_features):
+    return x.new_empty(x.shape[0], out_features)
+
+
+def prepack(weight: torch.Tensor, handle: int | None = None) -> tuple[int, torch.Tensor]:
+    """`weight` blocked for oneDNN's GEMM, registered under `handle` (a new one by default): (handle, blocked).
+    The caller keeps the blocked tensor alive (`_PREPACKED` holds it weakly)."""
+    handle = next(_handles) if handle is None else handle
+    blocked = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
+    _PREPACKED[handle] = blocked
+    return handle, blocked
+
+
 def decode_linear(x: torch.Tensor, weight: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None,
-                  q8: tuple[torch.Tensor, torch.Tensor] | None = None):
+                  q8: tuple[torch.Tensor, torch.Tensor] | None = None, packed: int | None = None):
     """x·Wᵀ + b of a decode step in the form that streams W fastest (nn.Linear's x·Wᵀ is the slowest at every row
     count measured: on CPU the step is bound by reading weights that no longer fit in cache):
         up to REDUCTION_ROWS rows, compiling:
@@ -99,13 +126,16 @@ def decode_linear(x: torch.Tensor, weight: torch.Tensor, weight_t: torch.Tensor,
                              s ⊙ Σ_k Q[n, k]·x[k]  the same over int8 weights W ≈ s ⊙ Q (`q8` = (Q, s),
                                                   `int8_weights`), dequantized inside the loop: a quarter of the
                                                   bytes (one row only: at more, inductor's int8 loops are slower)
+        more rows, compiling: oneDNN's GEMM on W blocked once (`packed`: a `prepacked_linear` handle)
         one row, eager:      x·(Wᵀ contiguous)    a GEMV down a column-major copy of W (`weight_t`)
-        more rows:           (W·xᵀ)ᵀ              a tall-skinny GEMM that streams W once (MKL's GEMM wins again)
+        more rows, eager:    (W·xᵀ)ᵀ              a tall-skinny GEMM that streams W once (MKL's GEMM wins again)
     With `q8`, W and Wᵀ are s ⊙ Q in fp32, so every row count computes with the same int8 weights."""
     rows = x.reshape(-1, x.size(-1))
     if torch.compiler.is_compiling() and rows.size(0) <= (1 if q8 else REDUCTION_ROWS):  # inductor's loops, fused
         y = ((weight if q8 is None else q8[0]).float()[:, None, :] * rows.float()).sum(-1)  # (N, rows)
         y = (y if q8 is None else y * q8[1][:, None]).t().to(rows.dtype)
+    elif torch.compiler.is_compiling() and packed is not None:
+        y = prepacked_linear(rows.to(weight.dtype), packed, weight.size(0))
     else:
         y = rows @ weight_t if rows.size(0) == 1 else (weight @ rows.t()).t()
     if bias is not None:
@@ -186,6 +216,9 @@ class StaticDecoder:
             m for m in model.decoder.layers.modules() if isinstance(m, nn.Linear)] + [model.lm_head]
         self._copies: dict[object, list[tuple]] = {}  # kind (a dtype or "int8") -> decode_linear's tensors per Linear
         self._forwards: dict[object, list[partial]] = {}  # kind -> one forward per Linear, built once
+        self._prepack = compile and not self.cuda and torch.backends.mkldnn.is_available()
+        self._handles: dict[object, list[int]] = {}  # kind -> prepacked_linear handle per Linear (compiled CPU)
+        self._blocked: dict[int, torch.Tensor] = {}  # handle -> the blocked weight (kept alive here)
         self._versions = self._weight_versions()
 
     @staticmethod
@@ -212,16 +245,23 @@ class StaticDecoder:
         elif kind not in self._forwards:
             with torch.inference_mode(False):  # normal tensors: refreshable in and out of inference mode
                 self._copies[kind] = [self._tensors_of(lin, kind) for lin in self._linears]
-            self._forwards[kind] = [partial(decode_linear, weight=w, weight_t=wt, bias=b, q8=q8)
-                                    for w, wt, b, q8 in self._copies[kind]]
+                self._handles[kind] = [self._pack(w) for w, *_ in self._copies[kind]] if self._prepack else []
+            self._forwards[kind] = [partial(decode_linear, weight=w, weight_t=wt, bias=b, q8=q8, packed=h)
+                                    for (w, wt, b, q8), h in itertools.zip_longest(self._copies[kind],
+                                                                                   self._handles[kind])]
         return self._forwards[kind]
+
+    def _pack(self, weight: torch.Tensor, handle: int | None = None) -> int:
+        handle, blocked = prepack(weight, handle)
+        self._blocked[handle] = blocked
+        return handle
 
     def _weight_versions(self) -> list[tuple[int, int]]:
         return [(p._version, p.data_ptr()) for lin in self._linears for p in lin.parameters()]
 
     def _refresh_weights(self) -> None:
         """Bring the copies up to date when the weights changed (training went on since the last call): in place,
-        so a compiled step's guards still hold; fbgemm's packed weights are packed again."""
+        so a compiled step's guards still hold; fbgemm's and oneDNN's packed weights are packed again."""
         versions = self._weight_versions()
         if versions != self._versions:
             if self.int8 and not self.compile:
@@ -232,6 +272,8 @@ class StaticDecoder:
                     for o, n in zip([*old[:3], *(old[3] or ())], [*new[:3], *(new[3] or ())]):
                         if o is not None and o is not n:  # a parameter used as it is needs no copy
                             o.copy_(n)
+                for (w, *_), handle in zip(copies, self._handles.get(kind, [])):
+                    self._pack(w, handle)  # blocked again under the same handle, which the graphs hold
             self._versions = versions
 
     @property
