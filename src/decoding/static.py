@@ -14,8 +14,8 @@ shape across calls, so a captured graph always sees the same addresses; beam sea
 (the batch is B·k after the expansion). The prefill runs the model's `start` eagerly (the source through the encoder,
 once per call); encdec's single <bos> then goes through the static step like every later token, a decoder's
 multi-token prompt through the eager decoder. On CPU the step reads copies of the decoder's weights in the form
-that streams fastest (`decode_linear`), refreshed in place when the model's weights change; on CUDA the step keeps
-nn.Linear as it is. With `int8=True` (CPU) each of those Linears reads int8 weights instead (`int8_linear`
+that streams fastest (`decode_linear`; compiled, up to 4 rows as inductor's own loops, more through oneDNN's GEMM on
+weights blocked once), refreshed in place when the model's weights change; on CUDA the step keeps nn.Linear as it is. With `int8=True` (CPU) each of those Linears reads int8 weights instead (`int8_linear`
 eager, `decode_linear`'s int8 reduction compiled). Measured figures behind these choices: experiments/benchmarks/README.md.
 """
 from __future__ import annotations
