@@ -28,6 +28,7 @@ from functools import partial
 import torch
 
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ..models.incremental import LayerCache
 from .autoregressive import NEVER_GENERATED
@@ -88,6 +89,18 @@ class StaticState:
                   for c in self.caches]
         return StaticState(caches, key_valid, next_pos, self.pos, memory_mask)
 
+
+_optimizer_steps = 0  # optimizer steps taken in this process (`_count_optimizer_step`)
+
+
+def _count_optimizer_step(optimizer, args, kwargs) -> None:
+    """A post-hook of every optimizer's step: fused optimizers (AdamW(fused=True), the tasks' own) update the
+    parameters without bumping their version counters, so versions alone cannot tell that the weights moved."""
+    global _optimizer_steps
+    _optimizer_steps += 1
+
+
+register_optimizer_step_post_hook(_count_optimizer_step)
 
 _PREPACKED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # handle -> oneDNN's blocked copy of W
 _handles = itertools.count()
@@ -256,8 +269,10 @@ class StaticDecoder:
         self._blocked[handle] = blocked
         return handle
 
-    def _weight_versions(self) -> list[tuple[int, int]]:
-        return [(p._version, p.data_ptr()) for lin in self._linears for p in lin.parameters()]
+    def _weight_versions(self) -> tuple[int, list[tuple[int, int]]]:
+        """What changes when the weights do: the process's optimizer steps, each parameter's version (in-place
+        edits, load_state_dict) and address (a parameter replaced)."""
+        return _optimizer_steps, [(p._version, p.data_ptr()) for lin in self._linears for p in lin.parameters()]
 
     def _refresh_weights(self) -> None:
         """Bring the copies up to date when the weights changed (training went on since the last call): in place,

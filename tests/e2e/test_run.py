@@ -96,3 +96,19 @@ def test_a_compiled_run_tests_like_an_eager_one(tmp_path):
                                   f"train.compile={str(compiled).lower()}", "bench.batch_sizes=[1]")
     assert runs[True]["config"]["train"]["compile"] is True
     assert runs[True]["metrics"]["test/loss"] == pytest.approx(runs[False]["metrics"]["test/loss"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_a_compiled_decode_validates_and_tests_like_the_eager_one(tmp_path):
+    """decode.compile through a whole run: AdamW(fused=True) moves the weights between validations without bumping
+    their versions, and the compiled step's weight copies must follow it. The same seed gives the eager run's BLEU
+    at every validation and its test metrics (the compiled step's fp32 tokens are the eager ones)."""
+    runs = {}
+    for compiled in (False, True):
+        runs[compiled] = run_main(tmp_path / str(compiled), "arch=encdec", "task=translation", "debug=fast",
+                                  "trainer.max_steps=60", "trainer.val_check_interval=20", "logger=none",
+                                  f"decode.compile={str(compiled).lower()}", "bench.batch_sizes=[1]")
+    assert runs[True]["config"]["decode"]["compile"] is True
+    assert len(runs[True]["history"]["val/bleu"]) == 3
+    assert runs[True]["history"]["val/bleu"] == runs[False]["history"]["val/bleu"]
+    assert runs[True]["metrics"] == runs[False]["metrics"]

@@ -101,6 +101,29 @@ def test_static_step_follows_weight_updates(compile):
     assert not any("forward" in vars(m) for m in model.modules())  # nn.Linear.forward restored after each step
 
 
+@pytest.mark.parametrize("compile", [False, True])
+def test_static_step_follows_a_fused_optimizer(compile):
+    """AdamW(fused=True) (the tasks' optimizer) moves the weights without bumping their version counters: the copies
+    (the transposed fp32 ones, the bf16 ones, the blocked ones of the compiled step) still follow, at one row and
+    at several, in fp32 and under bf16 autocast."""
+    model, src = model_and_src(EncoderDecoder)
+    dec = static_decoder(model, compile=compile)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.05, fused=True)
+    for _ in range(2):
+        with torch.no_grad():
+            for batch in (src, src[:1]):
+                assert torch.equal(greedy(dec, batch, 8), greedy(model, batch, 8))
+                with torch.autocast("cpu", torch.bfloat16):
+                    greedy(dec, batch, 8)  # the bf16 copies exist from here on
+        version = model.lm_head.weight._version
+        model(src, src).logsumexp(-1).mean().backward()
+        opt.step()
+        assert model.lm_head.weight._version == version  # why the decoder cannot rely on versions alone
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        bf16 = StaticDecoder(model, compile=compile)  # bf16 copies made from the current weights
+        assert torch.equal(greedy(dec, src, 8), greedy(bf16, src, 8))
+
+
 @pytest.mark.parametrize("cls", MODELS)
 @pytest.mark.parametrize("max_new_tokens,fixed", [(4, True), (13, True), (24, False)])
 def test_greedy_blocks_give_the_token_by_token_tokens(cls, max_new_tokens, fixed):
