@@ -15,8 +15,9 @@ shape across calls, so a captured graph always sees the same addresses; beam sea
 once per call); encdec's single <bos> then goes through the static step like every later token, a decoder's
 multi-token prompt through the eager decoder. On CPU the step reads copies of the decoder's weights in the form
 that streams fastest (`decode_linear`; compiled, up to 4 rows as inductor's own loops, more through oneDNN's GEMM on
-weights blocked once), refreshed in place when the model's weights change; on CUDA the step keeps nn.Linear as it is. With `int8=True` (CPU) each of those Linears reads int8 weights instead (`int8_linear`
-eager, `decode_linear`'s int8 reduction compiled). Measured figures behind these choices: experiments/benchmarks/README.md.
+weights blocked once), refreshed in place when the model's weights change; on CUDA the step keeps nn.Linear as it
+is. With `int8=True` (CPU) each of those Linears reads int8 weights instead (`int8_linear` eager, `decode_linear`'s
+int8 reduction compiled). Measured figures behind these choices: experiments/benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -38,13 +39,14 @@ from ..models.vocab import EOS, PAD
 MAX_LAYOUTS = 32  # buffer sets kept per model (one per batch size × max_len × source length)
 # greedy tokens per compiled call (greedy_block); 0 = off. Off by default: compiled, a block of 8 took 15× the
 # single step's compile time from a cold cache (742 s vs 48 s on the 2-core Xeon VM at load 15; 95 vs 71 s from
-# inductor's warm FX-graph cache), tokens identical; its steady-state gain is not yet measured on a quiet machine
+# inductor's warm FX-graph cache), tokens identical; its gain at batch 1 is 12-14 % for blocks of 2-4
+# (experiments/benchmarks/cpu_2026-12-04_epyc/), not worth the compile time in most runs
 BLOCK_TOKENS = 0
+REDUCTION_ROWS = 4  # rows of x up to which a compiled CPU step computes x·Wᵀ as inductor's reduction (decode_linear)
 # inductor options of the compiled CPU step: store every pointwise result of more than 4 ops (a layer norm's output,
 # the FFN's GELU) instead of inlining it into its consumer. Inlined into a one-row reduction Σ_k W[:, k]·x[k]
 # (`decode_linear`), x would be recomputed for each of W's rows: the layer norm 256-1,024 times and the GELU's erf
 # 256 × 1,024 times a layer, more work than the reduction itself
-REDUCTION_ROWS = 4  # rows of x up to which a compiled CPU step computes x·Wᵀ as inductor's reduction (decode_linear)
 CPU_STEP_OPTIONS = {"realize_opcount_threshold": 4}
 
 
@@ -378,7 +380,8 @@ class StaticDecoder:
         tensors = state.tensors()
         if index.numel() == tensors[0].size(0):
             if same_source:
-                tensors = [state.key_valid, state.next_pos, *(t for c in state.caches for t in (c.self_kv.k, c.self_kv.v))]
+                tensors = [state.key_valid, state.next_pos,
+                           *(t for c in state.caches for t in (c.self_kv.k, c.self_kv.v))]
             for t in tensors:
                 t.copy_(t.index_select(0, index))
             return
