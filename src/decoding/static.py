@@ -82,6 +82,11 @@ class StaticState:
             out += [c.self_kv.k, c.self_kv.v, *(c.memory_kv or ())]
         return out
 
+    def target_tensors(self) -> list[torch.Tensor]:
+        """The tensors that depend on the target so far (all of `tensors()` but the source's K/V and mask): what a
+        beam step reorders."""
+        return [self.key_valid, self.next_pos, *(t for c in self.caches for t in (c.self_kv.k, c.self_kv.v))]
+
     def with_tensors(self, tensors: list[torch.Tensor]) -> StaticState:
         """The same layout on other tensors (in the order of `tensors()`)."""
         it = iter(tensors)
@@ -105,7 +110,7 @@ def _count_optimizer_step(optimizer, args, kwargs) -> None:
 register_optimizer_step_post_hook(_count_optimizer_step)
 
 _PREPACKED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # handle -> oneDNN's blocked copy of W
-_handles = itertools.count()
+_next_handle = itertools.count()
 
 
 @torch.library.custom_op("archbench::prepacked_linear", mutates_args=())
@@ -124,7 +129,7 @@ def _(x, handle, out_features):
 def prepack(weight: torch.Tensor, handle: int | None = None) -> tuple[int, torch.Tensor]:
     """`weight` blocked for oneDNN's GEMM, registered under `handle` (a new one by default): (handle, blocked).
     The caller keeps the blocked tensor alive (`_PREPACKED` holds it weakly)."""
-    handle = next(_handles) if handle is None else handle
+    handle = next(_next_handle) if handle is None else handle
     blocked = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
     _PREPACKED[handle] = blocked
     return handle, blocked
@@ -232,7 +237,7 @@ class StaticDecoder:
         self._copies: dict[object, list[tuple]] = {}  # kind (a dtype or "int8") -> decode_linear's tensors per Linear
         self._forwards: dict[object, list[partial]] = {}  # kind -> one forward per Linear, built once
         self._prepack = compile and not self.cuda and torch.backends.mkldnn.is_available()
-        self._handles: dict[object, list[int]] = {}  # kind -> prepacked_linear handle per Linear (compiled CPU)
+        self._handles: dict[object, list[int | None]] = {}  # kind -> prepacked_linear handle per Linear, or None
         self._blocked: dict[int, torch.Tensor] = {}  # handle -> the blocked weight (kept alive here)
         self._versions = self._weight_versions()
 
@@ -260,10 +265,9 @@ class StaticDecoder:
         elif kind not in self._forwards:
             with torch.inference_mode(False):  # normal tensors: refreshable in and out of inference mode
                 self._copies[kind] = [self._tensors_of(lin, kind) for lin in self._linears]
-                self._handles[kind] = [self._pack(w) for w, *_ in self._copies[kind]] if self._prepack else []
+                self._handles[kind] = [self._pack(w) if self._prepack else None for w, *_ in self._copies[kind]]
             self._forwards[kind] = [partial(decode_linear, weight=w, weight_t=wt, bias=b, q8=q8, packed=h)
-                                    for (w, wt, b, q8), h in itertools.zip_longest(self._copies[kind],
-                                                                                   self._handles[kind])]
+                                    for (w, wt, b, q8), h in zip(self._copies[kind], self._handles[kind])]
         return self._forwards[kind]
 
     def _pack(self, weight: torch.Tensor, handle: int | None = None) -> int:
@@ -289,8 +293,9 @@ class StaticDecoder:
                     for o, n in zip([*old[:3], *(old[3] or ())], [*new[:3], *(new[3] or ())]):
                         if o is not None and o is not n:  # a parameter used as it is needs no copy
                             o.copy_(n)
-                for (w, *_), handle in zip(copies, self._handles.get(kind, [])):
-                    self._pack(w, handle)  # blocked again under the same handle, which the graphs hold
+                for (w, *_), handle in zip(copies, self._handles[kind]):
+                    if handle is not None:
+                        self._pack(w, handle)  # blocked again under the same handle, which the graphs hold
             self._versions = versions
 
     @property
@@ -380,8 +385,7 @@ class StaticDecoder:
         tensors = state.tensors()
         if index.numel() == tensors[0].size(0):
             if same_source:
-                tensors = [state.key_valid, state.next_pos,
-                           *(t for c in state.caches for t in (c.self_kv.k, c.self_kv.v))]
+                tensors = state.target_tensors()
             for t in tensors:
                 t.copy_(t.index_select(0, index))
             return
