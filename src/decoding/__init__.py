@@ -6,6 +6,7 @@
     mask_predict.py    CMLM mask-predict (Ghazvininejad et al. 2019): nar
     static.py          the static-shape, compilable decoder step of the transformer decoders, itself an
                        IncrementalDecoder (decode.compile)
+    linear.py          that step's x·Wᵀ on CPU in the form that streams W fastest per row count (decode_linear)
     int8.py            int8 weights for that step (decode.int8): fbgemm eagerly, inductor's reduction compiled
 
 The models (src/models/) implement the protocols and import nothing from here.

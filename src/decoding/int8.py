@@ -1,6 +1,6 @@
 """Int8 weights for the static decode step (static.py, `decode.int8`): per-channel symmetric quantization of each
 Linear's weight, W ≈ s ⊙ Q, read eagerly through fbgemm's int8 GEMM on dynamically quantized activations
-(`int8_linear` over `int8_packed`), or compiled as the int8 reduction of static.decode_linear (`int8_weights`)."""
+(`int8_linear` over `int8_packed`), or compiled as the int8 reduction of linear.decode_linear (`int8_weights`)."""
 from __future__ import annotations
 
 from functools import lru_cache

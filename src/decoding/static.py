@@ -17,11 +17,10 @@ multi-token prompt through the eager decoder. On CPU the step reads copies of th
 that streams fastest (`decode_linear`; compiled, up to 4 rows as inductor's own loops, more through oneDNN's GEMM on
 weights blocked once), refreshed in place when the model's weights change; on CUDA the step keeps nn.Linear as it
 is. With `int8=True` (CPU) each of those Linears reads int8 weights instead (`int8_linear` eager, `decode_linear`'s
-int8 reduction compiled). Measured figures behind these choices: experiments/benchmarks/README.md.
+int8 reduction compiled). The matmul forms live in linear.py. Measured figures behind these choices: experiments/benchmarks/README.md.
 """
 from __future__ import annotations
 
-import itertools
 import weakref
 from dataclasses import dataclass
 from functools import partial
@@ -34,6 +33,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from ..models.incremental import LayerCache
 from .autoregressive import NEVER_GENERATED
 from .int8 import int8_linear, int8_packed, int8_weights
+from .linear import CPU_STEP_OPTIONS, decode_linear, prepack
 from ..models.vocab import EOS, PAD
 
 MAX_LAYOUTS = 32  # buffer sets kept per model (one per batch size × max_len × source length)
@@ -42,12 +42,6 @@ MAX_LAYOUTS = 32  # buffer sets kept per model (one per batch size × max_len ×
 # inductor's warm FX-graph cache), tokens identical; its gain at batch 1 is 12-14 % for blocks of 2-4
 # (experiments/benchmarks/cpu_2026-12-04_epyc/), not worth the compile time in most runs
 BLOCK_TOKENS = 0
-REDUCTION_ROWS = 4  # rows of x up to which a compiled CPU step computes x·Wᵀ as inductor's reduction (decode_linear)
-# inductor options of the compiled CPU step: store every pointwise result of more than 4 ops (a layer norm's output,
-# the FFN's GELU) instead of inlining it into its consumer. Inlined into a one-row reduction Σ_k W[:, k]·x[k]
-# (`decode_linear`), x would be recomputed for each of W's rows: the layer norm 256-1,024 times and the GELU's erf
-# 256 × 1,024 times a layer, more work than the reduction itself
-CPU_STEP_OPTIONS = {"realize_opcount_threshold": 4}
 
 
 class StaticKVCache:
@@ -108,60 +102,6 @@ def _count_optimizer_step(optimizer, args, kwargs) -> None:
 
 
 register_optimizer_step_post_hook(_count_optimizer_step)
-
-_PREPACKED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # handle -> oneDNN's blocked copy of W
-_next_handle = itertools.count()
-
-
-@torch.library.custom_op("archbench::prepacked_linear", mutates_args=())
-def prepacked_linear(x: torch.Tensor, handle: int, out_features: int) -> torch.Tensor:
-    """x·Wᵀ by oneDNN on the copy of W it blocked for its GEMM once (`_PREPACKED[handle]`, `prepack`), instead of
-    MKL packing W again at every call. An op of its own because a blocked (mkldnn) tensor cannot be an input of a
-    compiled graph: inductor calls it as an extern kernel, with the handle as a constant."""
-    return torch.ops.mkldnn._linear_pointwise(x, _PREPACKED[handle], None, "none", [], "")
-
-
-@prepacked_linear.register_fake
-def _(x, handle, out_features):
-    return x.new_empty(x.shape[0], out_features)
-
-
-def prepack(weight: torch.Tensor, handle: int | None = None) -> tuple[int, torch.Tensor]:
-    """`weight` blocked for oneDNN's GEMM, registered under `handle` (a new one by default): (handle, blocked).
-    The caller keeps the blocked tensor alive (`_PREPACKED` holds it weakly)."""
-    handle = next(_next_handle) if handle is None else handle
-    blocked = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
-    _PREPACKED[handle] = blocked
-    return handle, blocked
-
-
-def decode_linear(x: torch.Tensor, weight: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None,
-                  q8: tuple[torch.Tensor, torch.Tensor] | None = None, packed: int | None = None):
-    """x·Wᵀ + b of a decode step in the form that streams W fastest (nn.Linear's x·Wᵀ is the slowest at every row
-    count measured: on CPU the step is bound by reading weights that no longer fit in cache):
-        up to REDUCTION_ROWS rows, compiling:
-                             y[n, r] = Σ_k W[n, k]·x[r, k]   a reduction inductor turns into its own dot-product loops,
-                                                  fused with the rest of the step into one C++ kernel; n outermost,
-                                                  so each row of W is read once for all the rows of x (beam 4);
-                             s ⊙ Σ_k Q[n, k]·x[k]  the same over int8 weights W ≈ s ⊙ Q (`q8` = (Q, s),
-                                                  `int8_weights`), dequantized inside the loop: a quarter of the
-                                                  bytes (one row only: at more, inductor's int8 loops are slower)
-        more rows, compiling: oneDNN's GEMM on W blocked once (`packed`: a `prepacked_linear` handle)
-        one row, eager:      x·(Wᵀ contiguous)    a GEMV down a column-major copy of W (`weight_t`)
-        more rows, eager:    (W·xᵀ)ᵀ              a tall-skinny GEMM that streams W once (MKL's GEMM wins again)
-    With `q8`, W and Wᵀ are s ⊙ Q in fp32, so every row count computes with the same int8 weights."""
-    rows = x.reshape(-1, x.size(-1))
-    if torch.compiler.is_compiling() and rows.size(0) <= (1 if q8 else REDUCTION_ROWS):  # inductor's loops, fused
-        y = ((weight if q8 is None else q8[0]).float()[:, None, :] * rows.float()).sum(-1)  # (N, rows)
-        y = (y if q8 is None else y * q8[1][:, None]).t().to(rows.dtype)
-    elif torch.compiler.is_compiling() and packed is not None:
-        y = prepacked_linear(rows.to(weight.dtype), packed, weight.size(0))
-    else:
-        y = rows @ weight_t if rows.size(0) == 1 else (weight @ rows.t()).t()
-    if bias is not None:
-        y = y + bias
-    return y.reshape(*x.shape[:-1], y.size(-1))
-
 
 def static_step(model, tok: torch.Tensor, state: StaticState) -> torch.Tensor:
     """(N,) previous tokens -> (N, V) next-token logits; advances `state` in place:
