@@ -41,8 +41,12 @@ def forbid_special(logits: torch.Tensor, fixed_length: bool = False) -> torch.Te
     """A decoder never emits <pad>, <bos> or <mask> (finished rows are padded by the search itself);
     with fixed_length it never emits <eos> either. In place: a step's logits are its own fresh tensor, and copying
     the (B, V) logits every step would cost time for nothing."""
-    banned = NEVER_GENERATED + [EOS] if fixed_length else NEVER_GENERATED
-    return logits.index_fill_(-1, torch.tensor(banned, device=logits.device), float("-inf"))
+    return logits.index_fill_(-1, banned_tokens(fixed_length, logits.device), float("-inf"))
+
+
+def banned_tokens(fixed_length: bool, device) -> torch.Tensor:
+    """The token ids no search emits, as a tensor: <pad>, <bos>, <mask>, and <eos> with fixed_length."""
+    return torch.tensor(NEVER_GENERATED + ([EOS] if fixed_length else []), device=device)
 
 
 def constrain_repeats(logits: torch.Tensor, history: torch.Tensor, no_repeat_ngram_size: int = 0,
@@ -136,44 +140,68 @@ def length_penalty_of(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
     return ((5.0 + lengths.float()) / 6.0) ** alpha
 
 
+def beam_select(logits: torch.Tensor, scores: torch.Tensor, lengths: torch.Tensor, finished: torch.Tensor,
+                beam_size: int, length_penalty: float, banned: torch.Tensor):
+    """One beam step's choice over (B·k, V) next-token `logits` (fairseq's BeamSearch.step): the k best of each
+    sentence's k·V continuations by length-normalised score,
+        log p = log_softmax(logits with −∞ at `banned`)          a finished row: log p(<pad>) = 0, every other −∞
+        cand  = scores + log p,   rank by cand / lp(lengths + [not finished])
+    Returns (rows: the hypothesis each survivor extends (B·k,), its token, cand, lengths and finished of the
+    survivors). Out of place and free of host syncs, so a compiled decoder can fuse it with its step
+    (static.StaticDecoder.beam_advance)."""
+    k, vocab = beam_size, logits.size(-1)
+    b = logits.size(0) // k
+    logp = logits.float().index_fill(-1, banned, float("-inf")).log_softmax(-1)
+    frozen = torch.where(torch.arange(vocab, device=logits.device) == PAD, 0.0, float("-inf"))  # <pad> only
+    logp = torch.where(finished[:, None], frozen, logp)
+    cand = scores[:, None] + logp  # (B·k, V) total log-probability
+    new_len = lengths + (~finished).long()
+    ranked = (cand / length_penalty_of(new_len, length_penalty)[:, None]).view(b, k * vocab)
+    idx = ranked.topk(k, dim=-1).indices  # (B, k)
+    rows = (torch.arange(b, device=logits.device)[:, None] * k + idx // vocab).view(-1)
+    tok = (idx % vocab).view(-1)
+    return (rows, tok, cand.view(b, k * vocab).gather(1, idx).view(-1), new_len.index_select(0, rows),
+            finished.index_select(0, rows) | (tok == EOS))
+
+
 @torch.no_grad()
 def beam_search(model: IncrementalDecoder, src, max_new_tokens=64, beam_size=4, length_penalty=1.0,
                 fixed_length=False, **repeats):
-    """Batched beam search: all B×k hypotheses advance in one step() call per position.
+    """Batched beam search: all B×k hypotheses advance in one step() call per position (`beam_select` chooses).
     A hypothesis that emitted <eos> is frozen (only <pad> continues it, at no cost) and keeps competing by its
     length-normalised score log P(Y|X) / lp(|Y|); the search stops early once every hypothesis has finished.
-    Returns tokens (B, k, T) and normalised scores (B, k), best first."""
+    A decoder with `beam_advance` (the compiled static step) chooses, reorders its state and steps in one call,
+    unless a repetition control needs the history. Returns tokens (B, k, T) and normalised scores (B, k), best
+    first."""
     b, k = src.size(0), beam_size
     logits, state = model.prefill(src, max_new_tokens)
     expand = torch.arange(b, device=src.device).repeat_interleave(k)
     model.reorder_state(state, expand)
     logits = logits.index_select(0, expand)
-    vocab = logits.size(-1)
     scores = torch.zeros(b, k, device=src.device)
     scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
     scores = scores.view(-1)
     tokens = torch.full((b * k, max_new_tokens), PAD, dtype=torch.long, device=src.device)
     lengths = torch.zeros(b * k, dtype=torch.long, device=src.device)
     finished = torch.zeros(b * k, dtype=torch.bool, device=src.device)
+    banned = banned_tokens(fixed_length, src.device)
+    advance = None if repeats_on(**repeats) else getattr(model, "beam_advance", None)
     for t in range(max_new_tokens):
-        logp = forbid_special(constrain_repeats(logits.float(), tokens[:, :t], **repeats), fixed_length).log_softmax(-1)
-        logp[finished] = float("-inf")
-        logp[finished, PAD] = 0.0
-        cand = scores[:, None] + logp  # (B·k, V) total log-probability
-        new_len = lengths + (~finished).long()
-        ranked = (cand / length_penalty_of(new_len, length_penalty)[:, None]).view(b, k * vocab)
-        idx = ranked.topk(k, dim=-1).indices  # (B, k)
-        rows = (torch.arange(b, device=src.device)[:, None] * k + idx // vocab).view(-1)
-        tok = (idx % vocab).view(-1)
-        scores = cand.view(b, k * vocab).gather(1, idx).view(-1)
+        last = t == max_new_tokens - 1
+        if advance is not None and not last:  # choose, reorder and step in one call
+            rows, tok, scores, lengths, finished, logits = advance(
+                logits, scores, lengths, finished, state, k, length_penalty, banned)
+        else:
+            rows, tok, scores, lengths, finished = beam_select(
+                constrain_repeats(logits.float(), tokens[:, :t], **repeats), scores, lengths, finished, k, length_penalty,
+                banned)
         tokens = tokens.index_select(0, rows)
         tokens[:, t] = tok
-        lengths = new_len.index_select(0, rows)
-        finished = finished.index_select(0, rows) | (tok == EOS)
-        if t == max_new_tokens - 1 or (t % SYNC_EVERY == SYNC_EVERY - 1 and bool(finished.all())):
-            break
-        model.reorder_state(state, rows, same_source=True)
-        logits = model.step(tok, state)
+        if last or (t % SYNC_EVERY == SYNC_EVERY - 1 and bool(finished.all())):
+            break  # (after beam_advance, its step's logits go unread)
+        if advance is None:
+            model.reorder_state(state, rows, same_source=True)
+            logits = model.step(tok, state)
     tokens = trim_pads(tokens.view(b, k, -1))
     final = (scores / length_penalty_of(lengths, length_penalty)).view(b, k)
     final, order = final.sort(-1, descending=True)

@@ -33,6 +33,14 @@ def _(x, handle, out_features):
     return x.new_empty(x.shape[0], out_features)
 
 
+def can_prepack(dtype: torch.dtype) -> bool:
+    """Whether oneDNN blocks weights of `dtype` on this CPU: fp32 wherever oneDNN is built in; bf16 only with
+    avx512bw/vl/dq or avx_ne_convert (without them it refuses, and a bf16 GEMM would crawl anyway)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    return dtype == torch.float32 or (dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def prepack(weight: torch.Tensor, handle: int | None = None) -> tuple[int, torch.Tensor]:
     """`weight` blocked for oneDNN's GEMM, registered under `handle` (a new one by default): (handle, blocked).
     The caller keeps the blocked tensor alive (`_PREPACKED` holds it weakly)."""

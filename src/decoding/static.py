@@ -1,5 +1,6 @@
 """Static-shape incremental decoding: one decoder step whose shapes never change, so it can be compiled once
-(`torch.compile`: inductor C++ on CPU) and captured in a CUDA graph (mode="reduce-overhead") for every position.
+(CPU: inductor's C++ for the layout, called without Dynamo, traced.py) and captured in a CUDA graph
+(torch.compile's mode="reduce-overhead") for every position.
 
 `StaticDecoder(model)` is an `autoregressive.IncrementalDecoder` (prefill / step / reorder_state) over fixed
 buffers, for the transformer decoders (DecoderLM, PrefixLM, EncoderDecoder); rnn_attn and nar decode eagerly.
@@ -21,6 +22,7 @@ int8 reduction compiled). The matmul forms live in linear.py. Measured figures b
 """
 from __future__ import annotations
 
+import contextlib
 import weakref
 from dataclasses import dataclass
 from functools import partial
@@ -31,9 +33,10 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ..models.incremental import LayerCache
-from .autoregressive import NEVER_GENERATED
+from .autoregressive import banned_tokens, beam_select
 from .int8 import int8_linear, int8_packed, int8_weights
-from .linear import CPU_STEP_OPTIONS, decode_linear, prepack
+from .linear import CPU_STEP_OPTIONS, can_prepack, decode_linear, prepack
+from .traced import compile_flat
 from ..models.vocab import EOS, PAD
 
 MAX_LAYOUTS = 32  # buffer sets kept per model (one per batch size × max_len × source length)
@@ -139,15 +142,30 @@ def greedy_block(model, logits: torch.Tensor, state: StaticState, done: torch.Te
     return torch.stack(tokens, 1), done, logits
 
 
-class StaticDecoder:
-    """autoregressive.IncrementalDecoder over static buffers; `compile=True` compiles the step
-    (CUDA: mode="reduce-overhead", i.e. CUDA graphs; CPU: inductor's default mode); `int8=True` (CPU) runs the step
-    on int8 copies of the decoder's weights: eager, fbgemm's int8 GEMMs on dynamically quantized activations
-    (`int8_linear`); compiled, the one-row reduction over int8 weights with fp32 activations (`decode_linear`'s `q8`).
+def beam_advance(model, logits: torch.Tensor, scores: torch.Tensor, lengths: torch.Tensor, finished: torch.Tensor,
+                 state: StaticState, beam_size: int, length_penalty: float, banned: torch.Tensor):
+    """One beam step as one function: `beam_select` picks the survivors, the target side of the state moves to
+    them (in place), and their tokens go through `static_step`. Compiled, the search's log-softmax, top-k and
+    reorders run in the step's graph instead of as a dozen eager ops around it. Returns beam_select's five
+    tensors and the (B·k, V) logits of the next token."""
+    rows, tok, scores, lengths, finished = beam_select(logits, scores, lengths, finished, beam_size, length_penalty,
+                                                       banned)
+    for t in state.target_tensors():
+        t.copy_(t.index_select(0, rows))
+    return rows, tok, scores, lengths, finished, static_step(model, tok, state)
 
-    Within one search (from a prefill to the next) only the values in the state's buffers change, so once a guarded
-    call of a compiled function at a layout compiled nothing (its inputs passed an existing graph's guards), its later
-    calls at that layout skip Dynamo's guard evaluation (`torch.compiler.set_stance(skip_guard_eval_unsafe=True)`):
+
+class StaticDecoder:
+    """autoregressive.IncrementalDecoder over static buffers; `compile=True` compiles the step (CPU: once per layout
+    by traced.compile_flat, called directly, `_traced`; the search's own steps too: beam's choice and reorder,
+    `beam_advance`, greedy blocks; CUDA: torch.compile's mode="reduce-overhead", i.e. CUDA graphs); `int8=True`
+    (CPU) runs the step on int8 copies of the decoder's weights: eager, fbgemm's int8 GEMMs on dynamically quantized
+    activations (`int8_linear`); compiled, the one-row reduction over int8 weights with fp32 activations
+    (`decode_linear`'s `q8`).
+
+    On CUDA, within one search (from a prefill to the next) only the values in the state's buffers change, so once a
+    guarded call of a compiled function at a layout compiled nothing (its inputs passed an existing graph's guards),
+    its later calls at that layout skip Dynamo's guard evaluation (`torch.compiler.set_stance(skip_guard_eval_unsafe=True)`):
     those guards can only pass again. (Not after the first call: a cold cache may compile a second graph at the
     second step of a new batch size, after automatic dynamic shapes made the first one dynamic.) Dynamo's guard-free
     mode still checks the guards that tell its cached graphs apart; where those would send a call to a new compile
@@ -160,11 +178,12 @@ class StaticDecoder:
         if int8 and self.cuda:
             raise ValueError("int8 decoding runs on CPU (fbgemm, or inductor's C++ reduction); not on CUDA")
         self.int8, self.compile = int8, compile
-        self._step, self._block = static_step, greedy_block
-        if compile:
-            self._step = (torch.compile(static_step, mode="reduce-overhead") if self.cuda else
-                          torch.compile(static_step, options=CPU_STEP_OPTIONS))
-            self._block = torch.compile(greedy_block, options=CPU_STEP_OPTIONS)
+        self._step = torch.compile(static_step, mode="reduce-overhead") if compile and self.cuda else static_step
+        self._compiled: dict[tuple, object] = {}  # compiled CPU functions by layout (`_traced`)
+        self._inputs: list[torch.Tensor] | None = None  # the model's parameters and buffers (`_model_tensors`)
+        # beam's choice, reorder and step in one call (the search uses it when not None): compiled CPU steps only
+        # (eager it saves nothing; under CUDA graphs the outputs fed back as inputs would need care: untested)
+        self.beam_advance = self._beam_advance if compile and not self.cuda else None
         self._banned: dict[tuple, torch.Tensor] = {}
         # greedy tokens per `greedy_block` call (0: none; the search then steps token by token). CPU only: a block
         # under CUDA graphs would need its own care of the graph's outputs, and is untested
@@ -176,7 +195,7 @@ class StaticDecoder:
             m for m in model.decoder.layers.modules() if isinstance(m, nn.Linear)] + [model.lm_head]
         self._copies: dict[object, list[tuple]] = {}  # kind (a dtype or "int8") -> decode_linear's tensors per Linear
         self._forwards: dict[object, list[partial]] = {}  # kind -> one forward per Linear, built once
-        self._prepack = compile and not self.cuda and torch.backends.mkldnn.is_available()
+        self._prepack = compile and not self.cuda  # oneDNN's blocked weights, where it blocks the dtype
         self._handles: dict[object, list[int | None]] = {}  # kind -> prepacked_linear handle per Linear, or None
         self._blocked: dict[int, torch.Tensor] = {}  # handle -> the blocked weight (kept alive here)
         self._versions = self._weight_versions()
@@ -193,6 +212,12 @@ class StaticDecoder:
             return t if t is None or t.dtype == kind else t.detach().to(kind)
         return as_dtype(lin.weight), lin.weight.detach().t().to(kind).contiguous(), as_dtype(lin.bias), None
 
+    def _kind(self):
+        """What the step computes the Linears in: "int8", or the autocast dtype (CPU), or the weights' dtype."""
+        if self.int8:
+            return "int8"
+        return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else self._linears[0].weight.dtype
+
     def _forwards_for(self, dtype: torch.dtype) -> list[partial]:
         """One forward per Linear, built once per kind: decode_linear over copies of the weights in the compute
         dtype (bf16 under autocast: half the bytes to stream, and no cast of every weight at every step) or in int8
@@ -205,10 +230,27 @@ class StaticDecoder:
         elif kind not in self._forwards:
             with torch.inference_mode(False):  # normal tensors: refreshable in and out of inference mode
                 self._copies[kind] = [self._tensors_of(lin, kind) for lin in self._linears]
-                self._handles[kind] = [self._pack(w) if self._prepack else None for w, *_ in self._copies[kind]]
-            self._forwards[kind] = [partial(decode_linear, weight=w, weight_t=wt, bias=b, q8=q8, packed=h)
-                                    for (w, wt, b, q8), h in zip(self._copies[kind], self._handles[kind])]
+                prepacked = self._prepack and can_prepack(self._copies[kind][0][0].dtype)
+                self._handles[kind] = [self._pack(w) if prepacked else None for w, *_ in self._copies[kind]]
+            self._forwards[kind] = self._decode_linears(self._copies[kind], self._handles[kind])
         return self._forwards[kind]
+
+    @staticmethod
+    def _decode_linears(copies: list[tuple], handles: list[int | None]) -> list[partial]:
+        return [partial(decode_linear, weight=w, weight_t=wt, bias=b, q8=q8, packed=h)
+                for (w, wt, b, q8), h in zip(copies, handles)]
+
+    @contextlib.contextmanager
+    def _swapped(self, forwards: list):
+        """Each Linear's forward swapped for its decode_linear one, through the instance dict directly (nn.Module's
+        __setattr__/__delattr__ cost time at every step); back to nn.Linear.forward on exit."""
+        for lin, forward in zip(self._linears, forwards):
+            vars(lin)["forward"] = forward
+        try:
+            yield
+        finally:
+            for lin in self._linears:
+                del vars(lin)["forward"]
 
     def _pack(self, weight: torch.Tensor, handle: int | None = None) -> int:
         handle, blocked = prepack(weight, handle)
@@ -218,7 +260,7 @@ class StaticDecoder:
     def _weight_versions(self) -> tuple[int, list[tuple[int, int]]]:
         """What changes when the weights do: the process's optimizer steps, each parameter's version (in-place
         edits, load_state_dict) and address (a parameter replaced)."""
-        return _optimizer_steps, [(p._version, p.data_ptr()) for lin in self._linears for p in lin.parameters()]
+        return _optimizer_steps, [(p._version, p.data_ptr()) for p in self.model.parameters()]
 
     def _refresh_weights(self) -> None:
         """Bring the copies up to date when the weights changed (training went on since the last call): in place,
@@ -236,7 +278,7 @@ class StaticDecoder:
                 for (w, *_), handle in zip(copies, self._handles[kind]):
                     if handle is not None:
                         self._pack(w, handle)  # blocked again under the same handle, which the graphs hold
-            self._versions = versions
+            self._versions, self._inputs = versions, None
 
     @property
     def model(self):
@@ -272,38 +314,83 @@ class StaticDecoder:
         return (self.step(prompt[:, 0], state) if logits is None else logits), state
 
     def _run(self, fn, state: StaticState, *args):
-        """fn(model, *args) with each Linear's forward swapped for its decode_linear one (CPU); a compiled fn skips
-        the guards at a layout where a guarded call since the last prefill compiled nothing (see the class)."""
-        if self.cuda:
-            torch.compiler.cudagraph_mark_step_begin()
-        if self._linears:
-            dtype = (torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu")
-                     else self._linears[0].weight.dtype)
-            for lin, forward in zip(self._linears, self._forwards_for(dtype)):  # the instance dict directly:
-                vars(lin)["forward"] = forward  # nn.Module's __setattr__/__delattr__ cost time at every step
-        try:
-            if not self.compile:
+        """fn(model, *args): eagerly, each Linear's forward swapped for its decode_linear one (CPU); compiled on CPU,
+        the layout's own compiled function called directly (`_traced`); compiled on CUDA, through torch.compile's
+        CUDA graphs, skipping the guards at a layout where a guarded call since the last prefill compiled nothing
+        (see the class)."""
+        if not self.compile:
+            with self._swapped(self._forwards_for(self._kind()) if self._linears else []):
                 return fn(self.model, *args)
-            from torch._dynamo.utils import counters  # here: importing dynamo costs seconds; compiling imported it
-            layout = (fn, *((a.shape, a.stride(), a.dtype) for a in args if isinstance(a, torch.Tensor)),
-                      state.key_valid.shape, None if state.memory_mask is None else state.memory_mask.shape)
-            if layout in self._warm:
-                try:
-                    with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
-                        return fn(self.model, *args)
-                except RuntimeError as e:  # raised on entering the step (one graph), before it changed anything
-                    if "skip_guard_eval_unsafe" not in str(e):
-                        raise
-                    self._warm.discard(layout)  # the guards it skips pick among many graphs: guarded from here on
-                    self._guarded.add(layout)
-            graphs = counters["stats"]["unique_graphs"]
-            out = fn(self.model, *args)  # guarded: a new batch size, source length or dtype compiles its graph
-            if counters["stats"]["unique_graphs"] == graphs and layout not in self._guarded:  # served by a graph
-                self._warm.add(layout)
-            return out
+        if not self.cuda:
+            return self._traced(fn, state, args)
+        torch.compiler.cudagraph_mark_step_begin()
+        from torch._dynamo.utils import counters  # here: importing dynamo costs seconds; compiling imported it
+        layout = (fn, *((a.shape, a.stride(), a.dtype) for a in args if isinstance(a, torch.Tensor)),
+                  state.key_valid.shape, None if state.memory_mask is None else state.memory_mask.shape)
+        if layout in self._warm:
+            try:
+                with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
+                    return fn(self.model, *args)
+            except RuntimeError as e:  # raised on entering the step (one graph), before it changed anything
+                if "skip_guard_eval_unsafe" not in str(e):
+                    raise
+                self._warm.discard(layout)  # the guards it skips pick among many graphs: guarded from here on
+                self._guarded.add(layout)
+        graphs = counters["stats"]["unique_graphs"]
+        out = fn(self.model, *args)  # guarded: a new batch size, source length or dtype compiles its graph
+        if counters["stats"]["unique_graphs"] == graphs and layout not in self._guarded:  # served by a graph
+            self._warm.add(layout)
+        return out
+
+    def _traced(self, fn, state: StaticState, args: tuple):
+        """fn(model, *args) compiled for this layout (the state's and the call's tensor shapes, its Python values,
+        the compute kind) and called without Dynamo (traced.compile_flat). Its inputs, gathered at every call (so a
+        new pooled layout or a replaced parameter is read as it is now): the model's parameters and buffers, the
+        Linears' copies, the state's buffers, the call's tensors."""
+        kind = self._kind()
+        self._forwards_for(kind)  # the copies of this kind, made once
+        if self._inputs is None:
+            self._inputs = list(dict.fromkeys(t for _, _, t in self._model_tensors()))
+        call = [a for a in args if isinstance(a, torch.Tensor)]
+        tensors = list(self._inputs)
+        tensors += [t for w, wt, b, q8 in self._copies[kind] for t in (w, wt, b, *(q8 or ())) if t is not None]
+        tensors += [*state.tensors(), state.pos, *call]
+        key = (fn, kind, torch.is_autocast_enabled("cpu"), state.key_valid.shape,
+               None if state.memory_mask is None else state.memory_mask.shape,
+               *((a.shape, a.stride(), a.dtype) for a in call), *(a for a in args if not isinstance(a, torch.Tensor)
+                                                               and a is not state))
+        if key not in self._compiled:
+            self._compiled[key] = compile_flat(partial(self._call_over, fn, kind, state, args), tensors,
+                                               CPU_STEP_OPTIONS)
+        return self._compiled[key](tensors)
+
+    def _call_over(self, fn, kind, state: StaticState, args: tuple, *xs: torch.Tensor):
+        """fn(model, *args) reading every tensor from `xs`, in `_traced`'s order (fake tensors while tracing)."""
+        xs = iter(xs)
+
+        def take(t):
+            return None if t is None else next(xs)
+        params = {t: next(xs) for t in self._inputs}
+        copies = [(take(w), take(wt), take(b), None if q8 is None else (next(xs), next(xs)))
+                  for w, wt, b, q8 in self._copies[kind]]
+        st = state.with_tensors([next(xs) for _ in state.tensors()])
+        st.pos = next(xs)
+        args = [st if a is state else next(xs) if isinstance(a, torch.Tensor) else a for a in args]
+        slots = self._model_tensors()
+        try:
+            for slots_of, name, t in slots:
+                slots_of[name] = params[t]
+            with self._swapped(self._decode_linears(copies, self._handles[kind])):
+                return fn(self.model, *args)
         finally:
-            for lin in self._linears:
-                del vars(lin)["forward"]  # back to nn.Linear.forward
+            for slots_of, name, t in slots:
+                slots_of[name] = t
+
+    def _model_tensors(self) -> list[tuple[dict, str, torch.Tensor]]:
+        """Every (module's _parameters or _buffers dict, name, tensor) of the model, a shared module or tied weight
+        once per place it is reached from (torch.func's reparametrization untied encdec's shared embedding)."""
+        return [(slots, name, t) for m in self.model.modules(remove_duplicate=False)
+                for slots in (m._parameters, m._buffers) for name, t in slots.items() if t is not None]
 
     def step(self, tok: torch.Tensor, state: StaticState) -> torch.Tensor:
         """A view (beam's tokens, a prompt's first column) is passed as a copy: a compiled step would guard on the
@@ -316,8 +403,14 @@ class StaticDecoder:
         <mask>, and <eos> with fixed_length). The search calls it only when `block_size` > 0."""
         key = (logits.device, fixed_length)
         if key not in self._banned:
-            self._banned[key] = torch.tensor(NEVER_GENERATED + ([EOS] if fixed_length else []), device=logits.device)
-        return self._run(self._block, state, logits, state, done, self._banned[key], self.block_size)
+            self._banned[key] = banned_tokens(fixed_length, logits.device)
+        return self._run(greedy_block, state, logits, state, done, self._banned[key], self.block_size)
+
+    def _beam_advance(self, logits, scores, lengths, finished, state: StaticState, beam_size: int,
+                      length_penalty: float, banned: torch.Tensor):
+        """Module-level `beam_advance` in one call (compiled CPU steps; the search calls it when present)."""
+        return self._run(beam_advance, state, logits, scores, lengths, finished, state, beam_size, length_penalty,
+                         banned)
 
     def reorder_state(self, state: StaticState, index: torch.Tensor, same_source: bool = False) -> None:
         """Row i becomes old row index[i] (beam search): in place, or into pooled buffers when the batch size

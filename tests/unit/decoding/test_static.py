@@ -8,7 +8,7 @@ import torch
 from torch._dynamo.utils import counters
 
 from src.config import DecodeConfig
-from src.decoding import autoregressive, generate
+from src.decoding import autoregressive, generate, static
 from src.decoding.autoregressive import beam_search, greedy, sample
 from src.decoding.int8 import int8_weights
 from src.decoding.static import StaticDecoder, static_decoder
@@ -215,44 +215,40 @@ def test_compiled_int8_step_computes_with_the_int8_weights_and_follows_updates()
     assert DecodeConfig(int8=True, compile=True).int8
     for rows in (src[:1], src):
         assert torch.equal(greedy(dec, rows, 12), greedy(dequantized(model), rows, 12))
-    graphs = counters["stats"]["unique_graphs"]
+    compiled = len(dec._compiled)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     for rows in (src[:1], src):
         assert torch.equal(greedy(dec, rows, 12), greedy(dequantized(model), rows, 12))
-    assert counters["stats"]["unique_graphs"] == graphs
+    assert len(dec._compiled) == compiled
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
 @pytest.mark.slow
-def test_compiled_steps_skip_the_guards_only_after_the_first_call_at_a_layout(monkeypatch):
-    """Within a search, once a guarded compiled step at the state's layout compiled nothing, the later steps skip
-    Dynamo's guards: with the graphs compiled, the first step of a search and beam's first step at B·k rows are
-    guarded, the others not; a cold search that compiles again at its second step is guarded there
-    (test_compiled_fast_paths_work_in_any_call_order: the tokens, whatever the order)."""
+def test_compiled_cpu_steps_compile_once_per_layout_and_bypass_dynamo():
+    """A compiled CPU decoder compiles each function once per layout (traced.compile_flat) and calls it directly:
+    greedy at 2 rows is one step; beam 3 adds its choose-reorder-step function at 6 rows; bf16 autocast is a
+    layout of its own. Calling them again compiles nothing, never enters Dynamo, and gives the eager tokens."""
     torch._dynamo.reset()
-    stances = []
-    set_stance = torch.compiler.set_stance
-
-    def recording(*args, **kwargs):
-        stances.append(kwargs.get("skip_guard_eval_unsafe", False))
-        return set_stance(*args, **kwargs)
     model, src = model_and_src(EncoderDecoder, batch=2)
     dec = StaticDecoder(model, compile=True)
-    greedy(dec, src, 10, fixed_length=True), beam_search(dec, src, 10, beam_size=3, fixed_length=True)  # compile
-    monkeypatch.setattr(torch.compiler, "set_stance", recording)
-    steps = []
-    monkeypatch.setattr(dec, "_step", lambda *a, _step=dec._step: steps.append(1) or _step(*a))
-    assert torch.equal(greedy(dec, src, 10, fixed_length=True), greedy(model, src, 10, fixed_length=True))
-    assert len(steps) == 10 and stances == [True] * 9  # <bos> at prefill guarded, then 9 steps without guards
-    stances.clear()
-    tokens, _ = beam_search(dec, src, 10, beam_size=3, fixed_length=True)
-    assert stances == [True] * 8  # <bos> at 2 rows, the first step at 6 rows: guarded
-    assert torch.equal(tokens, beam_search(model, src, 10, beam_size=3, fixed_length=True)[0])
-    stances.clear()
-    greedy(StaticDecoder(model), src, 10)
-    assert stances == []  # the eager step has no guards to skip
+    greedy(dec, src, 10, fixed_length=True)
+    assert [key[0].__name__ for key in dec._compiled] == ["static_step"]
+    beam_search(dec, src, 10, beam_size=3, fixed_length=True)
+    assert [key[0].__name__ for key in dec._compiled] == ["static_step", "beam_advance"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = greedy(dec, src, 10, fixed_length=True)
+    assert len(dec._compiled) == 3
+    frames = counters["stats"]["calls_captured"]
+    for _ in range(2):
+        assert torch.equal(greedy(dec, src, 10, fixed_length=True), greedy(model, src, 10, fixed_length=True))
+        tokens, scores = beam_search(dec, src, 10, beam_size=3, fixed_length=True)
+        assert torch.equal(tokens, beam_search(model, src, 10, beam_size=3, fixed_length=True)[0])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.equal(greedy(dec, src, 10, fixed_length=True), bf16)
+    assert len(dec._compiled) == 3
+    assert counters["stats"]["calls_captured"] == frames  # Dynamo traced nothing
 
 
 def test_static_state_is_updated_in_place():
@@ -341,9 +337,10 @@ def test_compiled_fast_paths_work_in_any_call_order(order):
                      else (model, DecodeConfig(method=method, beam_size=3)))
         fast = generate(m, src[:batch], replace(decode, compile=True), 12)
         assert torch.equal(fast, generate(m, src[:batch], decode, 12)), (method, batch)
-    graphs = counters["stats"]["unique_graphs"]
+    compiled = {id(d): len(d._compiled) for per_model in static._decoders.values() for d in per_model.values()}
     assert torch.equal(generate(m, src[:batch], replace(decode, compile=True), 12), fast)
-    assert counters["stats"]["unique_graphs"] == graphs  # the same call again compiles nothing: guards pass
+    assert compiled == {id(d): len(d._compiled)  # the same call again compiles nothing
+                        for per_model in static._decoders.values() for d in per_model.values()}
 
 
 def test_periodic_finished_check_cuts_trailing_pads(monkeypatch):
