@@ -22,7 +22,6 @@ int8 reduction compiled). The matmul forms live in linear.py. Measured figures b
 """
 from __future__ import annotations
 
-import contextlib
 import weakref
 from dataclasses import dataclass
 from functools import partial
@@ -30,16 +29,19 @@ from functools import partial
 import torch
 
 from torch import nn
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ..models.incremental import LayerCache
 from .autoregressive import banned_tokens, beam_select
-from .int8 import int8_linear, int8_packed, int8_weights
-from .linear import CPU_STEP_OPTIONS, can_prepack, decode_linear, prepack
+from .linear import CPU_STEP_OPTIONS
 from .traced import compile_flat
+from .weights import DecodeWeights
 from ..models.vocab import EOS, PAD
 
 MAX_LAYOUTS = 32  # buffer sets kept per model (one per batch size × max_len × source length)
+# layouts a compiled CPU decoder compiles for themselves (`_traced`: no Dynamo per call, but a compile per layout);
+# later ones go through torch.compile, whose automatic dynamic shapes serve any number of them with one graph
+# (a run's validation batches: a source length each)
+TRACED_LAYOUTS = 8
 # greedy tokens per compiled call (greedy_block); 0 = off. Off by default: compiled, a block of 8 took 15× the
 # single step's compile time from a cold cache (742 s vs 48 s on the 2-core Xeon VM at load 15; 95 vs 71 s from
 # inductor's warm FX-graph cache), tokens identical; its gain at batch 1 is 12-14 % for blocks of 2-4
@@ -93,18 +95,6 @@ class StaticState:
                   for c in self.caches]
         return StaticState(caches, key_valid, next_pos, self.pos, memory_mask)
 
-
-_optimizer_steps = 0  # optimizer steps taken in this process (`_count_optimizer_step`)
-
-
-def _count_optimizer_step(optimizer, args, kwargs) -> None:
-    """A post-hook of every optimizer's step: fused optimizers (AdamW(fused=True), the tasks' own) update the
-    parameters without bumping their version counters, so versions alone cannot tell that the weights moved."""
-    global _optimizer_steps
-    _optimizer_steps += 1
-
-
-register_optimizer_step_post_hook(_count_optimizer_step)
 
 def static_step(model, tok: torch.Tensor, state: StaticState) -> torch.Tensor:
     """(N,) previous tokens -> (N, V) next-token logits; advances `state` in place:
@@ -178,9 +168,6 @@ class StaticDecoder:
         if int8 and self.cuda:
             raise ValueError("int8 decoding runs on CPU (fbgemm, or inductor's C++ reduction); not on CUDA")
         self.int8, self.compile = int8, compile
-        self._step = torch.compile(static_step, mode="reduce-overhead") if compile and self.cuda else static_step
-        self._compiled: dict[tuple, object] = {}  # compiled CPU functions by layout (`_traced`)
-        self._inputs: list[torch.Tensor] | None = None  # the model's parameters and buffers (`_model_tensors`)
         # beam's choice, reorder and step in one call (the search uses it when not None): compiled CPU steps only
         # (eager it saves nothing; under CUDA graphs the outputs fed back as inputs would need care: untested)
         self.beam_advance = self._beam_advance if compile and not self.cuda else None
@@ -189,96 +176,15 @@ class StaticDecoder:
         # under CUDA graphs would need its own care of the graph's outputs, and is untested
         self.block_size = 0 if self.cuda else block_size
         self._pool: dict[tuple, list[torch.Tensor]] = {}  # buffers by layout, reused across calls
+        self._compiled: dict[tuple, object] = {}  # CPU: compile_flat's functions by layout (`_traced`)
+        self._inputs: list[torch.Tensor] | None = None  # the model's parameters and buffers (`_model_tensors`)
+        self._dynamo: dict[object, object] = {}  # function -> its torch.compile'd self (CUDA; CPU past TRACED_LAYOUTS)
         self._warm: set[tuple] = set()  # (function, layout) served by an existing graph since the last prefill
         self._guarded: set[tuple] = set()  # layouts whose guard-free call would have recompiled: always guarded
-        self._linears = [] if self.cuda else [
+        linears = [] if self.cuda else [
             m for m in model.decoder.layers.modules() if isinstance(m, nn.Linear)] + [model.lm_head]
-        self._copies: dict[object, list[tuple]] = {}  # kind (a dtype or "int8") -> decode_linear's tensors per Linear
-        self._forwards: dict[object, list[partial]] = {}  # kind -> one forward per Linear, built once
-        self._prepack = compile and not self.cuda  # oneDNN's blocked weights, where it blocks the dtype
-        self._handles: dict[object, list[int | None]] = {}  # kind -> prepacked_linear handle per Linear, or None
-        self._blocked: dict[int, torch.Tensor] = {}  # handle -> the blocked weight (kept alive here)
-        self._versions = self._weight_versions()
-
-    @staticmethod
-    def _tensors_of(lin: nn.Linear, kind) -> tuple:
-        """What decode_linear reads for `lin`: (W, Wᵀ contiguous, b, q8) in the compute dtype `kind` (the parameter
-        itself when it has that dtype), or for kind "int8" W = s ⊙ Q in fp32 with q8 = (Q, s) (`int8_weights`)."""
-        if kind == "int8":
-            q, scale = int8_weights(lin.weight)
-            w = q.float() * scale[:, None]
-            return w, w.t().contiguous(), None if lin.bias is None else lin.bias.detach().float(), (q, scale)
-        def as_dtype(t):
-            return t if t is None or t.dtype == kind else t.detach().to(kind)
-        return as_dtype(lin.weight), lin.weight.detach().t().to(kind).contiguous(), as_dtype(lin.bias), None
-
-    def _kind(self):
-        """What the step computes the Linears in: "int8", or the autocast dtype (CPU), or the weights' dtype."""
-        if self.int8:
-            return "int8"
-        return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else self._linears[0].weight.dtype
-
-    def _forwards_for(self, dtype: torch.dtype) -> list[partial]:
-        """One forward per Linear, built once per kind: decode_linear over copies of the weights in the compute
-        dtype (bf16 under autocast: half the bytes to stream, and no cast of every weight at every step) or in int8
-        (compiled); fbgemm's int8_linear (eager int8). A compiled step guards on these objects."""
-        kind = "int8" if self.int8 else dtype
-        if self.int8 and not self.compile:
-            if kind not in self._forwards:  # dropped by _refresh_weights when the weights change: repacked here
-                self._forwards[kind] = [partial(int8_linear, packed=int8_packed(lin.weight, lin.bias),
-                                                out_features=lin.out_features) for lin in self._linears]
-        elif kind not in self._forwards:
-            with torch.inference_mode(False):  # normal tensors: refreshable in and out of inference mode
-                self._copies[kind] = [self._tensors_of(lin, kind) for lin in self._linears]
-                prepacked = self._prepack and can_prepack(self._copies[kind][0][0].dtype)
-                self._handles[kind] = [self._pack(w) if prepacked else None for w, *_ in self._copies[kind]]
-            self._forwards[kind] = self._decode_linears(self._copies[kind], self._handles[kind])
-        return self._forwards[kind]
-
-    @staticmethod
-    def _decode_linears(copies: list[tuple], handles: list[int | None]) -> list[partial]:
-        return [partial(decode_linear, weight=w, weight_t=wt, bias=b, q8=q8, packed=h)
-                for (w, wt, b, q8), h in zip(copies, handles)]
-
-    @contextlib.contextmanager
-    def _swapped(self, forwards: list):
-        """Each Linear's forward swapped for its decode_linear one, through the instance dict directly (nn.Module's
-        __setattr__/__delattr__ cost time at every step); back to nn.Linear.forward on exit."""
-        for lin, forward in zip(self._linears, forwards):
-            vars(lin)["forward"] = forward
-        try:
-            yield
-        finally:
-            for lin in self._linears:
-                del vars(lin)["forward"]
-
-    def _pack(self, weight: torch.Tensor, handle: int | None = None) -> int:
-        handle, blocked = prepack(weight, handle)
-        self._blocked[handle] = blocked
-        return handle
-
-    def _weight_versions(self) -> tuple[int, list[tuple[int, int]]]:
-        """What changes when the weights do: the process's optimizer steps, each parameter's version (in-place
-        edits, load_state_dict) and address (a parameter replaced)."""
-        return _optimizer_steps, [(p._version, p.data_ptr()) for p in self.model.parameters()]
-
-    def _refresh_weights(self) -> None:
-        """Bring the copies up to date when the weights changed (training went on since the last call): in place,
-        so a compiled step's guards still hold; fbgemm's and oneDNN's packed weights are packed again."""
-        versions = self._weight_versions()
-        if versions != self._versions:
-            if self.int8 and not self.compile:
-                self._forwards.pop("int8", None)
-            for kind, copies in self._copies.items():
-                for lin, old in zip(self._linears, copies):
-                    new = self._tensors_of(lin, kind)
-                    for o, n in zip([*old[:3], *(old[3] or ())], [*new[:3], *(new[3] or ())]):
-                        if o is not None and o is not n:  # a parameter used as it is needs no copy
-                            o.copy_(n)
-                for (w, *_), handle in zip(copies, self._handles[kind]):
-                    if handle is not None:
-                        self._pack(w, handle)  # blocked again under the same handle, which the graphs hold
-            self._versions, self._inputs = versions, None
+        self.weights = DecodeWeights(model, linears, int8, eager_int8=int8 and not compile,
+                                     prepacked=compile and not self.cuda)
 
     @property
     def model(self):
@@ -304,7 +210,8 @@ class StaticDecoder:
         """The model's `start` (the encoder, once) eagerly; its tokens then go through the static step when there is
         one (encdec's <bos>: the first token is as fast as the others), through the eager decoder when there are
         several (a decoder's prompt)."""
-        self._refresh_weights()
+        if self.weights.refresh():
+            self._inputs = None  # a parameter may have been replaced
         self._warm.clear()
         prompt, s = self.model.start(src, max_new_tokens)
         logits = self.model.decode_tokens(prompt, s) if prompt.size(1) > 1 else None
@@ -315,50 +222,31 @@ class StaticDecoder:
 
     def _run(self, fn, state: StaticState, *args):
         """fn(model, *args): eagerly, each Linear's forward swapped for its decode_linear one (CPU); compiled on CPU,
-        the layout's own compiled function called directly (`_traced`); compiled on CUDA, through torch.compile's
-        CUDA graphs, skipping the guards at a layout where a guarded call since the last prefill compiled nothing
-        (see the class)."""
+        the layout's own compiled function called directly (`_traced`) for the first TRACED_LAYOUTS layouts;
+        otherwise through torch.compile (`_through_dynamo`)."""
         if not self.compile:
-            with self._swapped(self._forwards_for(self._kind()) if self._linears else []):
+            with self.weights.swapped(self.weights.forwards(self.weights.kind()) if self.weights.linears else []):
                 return fn(self.model, *args)
         if not self.cuda:
-            return self._traced(fn, state, args)
-        torch.compiler.cudagraph_mark_step_begin()
-        from torch._dynamo.utils import counters  # here: importing dynamo costs seconds; compiling imported it
-        layout = (fn, *((a.shape, a.stride(), a.dtype) for a in args if isinstance(a, torch.Tensor)),
-                  state.key_valid.shape, None if state.memory_mask is None else state.memory_mask.shape)
-        if layout in self._warm:
-            try:
-                with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
-                    return fn(self.model, *args)
-            except RuntimeError as e:  # raised on entering the step (one graph), before it changed anything
-                if "skip_guard_eval_unsafe" not in str(e):
-                    raise
-                self._warm.discard(layout)  # the guards it skips pick among many graphs: guarded from here on
-                self._guarded.add(layout)
-        graphs = counters["stats"]["unique_graphs"]
-        out = fn(self.model, *args)  # guarded: a new batch size, source length or dtype compiles its graph
-        if counters["stats"]["unique_graphs"] == graphs and layout not in self._guarded:  # served by a graph
-            self._warm.add(layout)
-        return out
+            key = (fn, self.weights.kind(), torch.is_autocast_enabled("cpu"), state.key_valid.shape,
+                   None if state.memory_mask is None else state.memory_mask.shape,
+                   *((a.shape, a.stride(), a.dtype) if isinstance(a, torch.Tensor) else a
+                     for a in args if a is not state))
+            if key in self._compiled or len(self._compiled) < TRACED_LAYOUTS:
+                return self._traced(key, fn, state, args)
+        return self._through_dynamo(fn, state, args)
 
-    def _traced(self, fn, state: StaticState, args: tuple):
-        """fn(model, *args) compiled for this layout (the state's and the call's tensor shapes, its Python values,
+    def _traced(self, key: tuple, fn, state: StaticState, args: tuple):
+        """fn(model, *args) compiled for its layout `key` (the state's and the call's tensor shapes, its Python values,
         the compute kind) and called without Dynamo (traced.compile_flat). Its inputs, gathered at every call (so a
         new pooled layout or a replaced parameter is read as it is now): the model's parameters and buffers, the
         Linears' copies, the state's buffers, the call's tensors."""
-        kind = self._kind()
-        self._forwards_for(kind)  # the copies of this kind, made once
+        kind = self.weights.kind()
+        self.weights.forwards(kind)  # the copies of this kind, made once
         if self._inputs is None:
             self._inputs = list(dict.fromkeys(t for _, _, t in self._model_tensors()))
-        call = [a for a in args if isinstance(a, torch.Tensor)]
-        tensors = list(self._inputs)
-        tensors += [t for w, wt, b, q8 in self._copies[kind] for t in (w, wt, b, *(q8 or ())) if t is not None]
-        tensors += [*state.tensors(), state.pos, *call]
-        key = (fn, kind, torch.is_autocast_enabled("cpu"), state.key_valid.shape,
-               None if state.memory_mask is None else state.memory_mask.shape,
-               *((a.shape, a.stride(), a.dtype) for a in call), *(a for a in args if not isinstance(a, torch.Tensor)
-                                                               and a is not state))
+        tensors = [*self._inputs, *self.weights.flat(kind), *state.tensors(), state.pos,
+                   *(a for a in args if isinstance(a, torch.Tensor))]
         if key not in self._compiled:
             self._compiled[key] = compile_flat(partial(self._call_over, fn, kind, state, args), tensors,
                                                CPU_STEP_OPTIONS)
@@ -367,12 +255,8 @@ class StaticDecoder:
     def _call_over(self, fn, kind, state: StaticState, args: tuple, *xs: torch.Tensor):
         """fn(model, *args) reading every tensor from `xs`, in `_traced`'s order (fake tensors while tracing)."""
         xs = iter(xs)
-
-        def take(t):
-            return None if t is None else next(xs)
         params = {t: next(xs) for t in self._inputs}
-        copies = [(take(w), take(wt), take(b), None if q8 is None else (next(xs), next(xs)))
-                  for w, wt, b, q8 in self._copies[kind]]
+        forwards = self.weights.rebuilt(kind, xs)
         st = state.with_tensors([next(xs) for _ in state.tensors()])
         st.pos = next(xs)
         args = [st if a is state else next(xs) if isinstance(a, torch.Tensor) else a for a in args]
@@ -380,7 +264,7 @@ class StaticDecoder:
         try:
             for slots_of, name, t in slots:
                 slots_of[name] = params[t]
-            with self._swapped(self._decode_linears(copies, self._handles[kind])):
+            with self.weights.swapped(forwards):
                 return fn(self.model, *args)
         finally:
             for slots_of, name, t in slots:
@@ -392,10 +276,39 @@ class StaticDecoder:
         return [(slots, name, t) for m in self.model.modules(remove_duplicate=False)
                 for slots in (m._parameters, m._buffers) for name, t in slots.items() if t is not None]
 
+    def _through_dynamo(self, fn, state: StaticState, args: tuple):
+        """fn(model, *args) through torch.compile (CUDA: CUDA graphs; CPU: automatic dynamic shapes, one graph for the
+        layouts past TRACED_LAYOUTS), skipping the guards at a layout where a guarded call since the last prefill
+        compiled nothing (see the class)."""
+        from torch._dynamo.utils import counters  # here: importing dynamo costs seconds; compiling imported it
+        if fn not in self._dynamo:
+            self._dynamo[fn] = (torch.compile(fn, mode="reduce-overhead") if self.cuda else
+                                torch.compile(fn, options=CPU_STEP_OPTIONS))
+        compiled = self._dynamo[fn]
+        if self.cuda:
+            torch.compiler.cudagraph_mark_step_begin()
+        layout = (fn, *((a.shape, a.stride(), a.dtype) for a in args if isinstance(a, torch.Tensor)),
+                  state.key_valid.shape, None if state.memory_mask is None else state.memory_mask.shape)
+        with self.weights.swapped(self.weights.forwards(self.weights.kind()) if self.weights.linears else []):
+            if layout in self._warm:
+                try:
+                    with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
+                        return compiled(self.model, *args)
+                except RuntimeError as e:  # raised on entering the step (one graph), before it changed anything
+                    if "skip_guard_eval_unsafe" not in str(e):
+                        raise
+                    self._warm.discard(layout)  # the guards it skips pick among many graphs: guarded from here on
+                    self._guarded.add(layout)
+            graphs = counters["stats"]["unique_graphs"]
+            out = compiled(self.model, *args)  # guarded: a new batch size, source length or dtype compiles a graph
+            if counters["stats"]["unique_graphs"] == graphs and layout not in self._guarded:  # served by a graph
+                self._warm.add(layout)
+            return out
+
     def step(self, tok: torch.Tensor, state: StaticState) -> torch.Tensor:
         """A view (beam's tokens, a prompt's first column) is passed as a copy: a compiled step would guard on the
         shape of the view's base, which the layout of a guard-free call does not see."""
-        return self._run(self._step, state, tok if tok._base is None else tok.clone(), state)
+        return self._run(static_step, state, tok if tok._base is None else tok.clone(), state)
 
     def greedy_block(self, logits: torch.Tensor, state: StaticState, done: torch.Tensor,
                      fixed_length: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

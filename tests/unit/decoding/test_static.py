@@ -157,8 +157,8 @@ def test_static_step_under_bf16_autocast_reads_bf16_copies():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         eager, static = greedy(model, src, 12), greedy(dec, src, 12)
     assert (eager == static).float().mean() >= 0.9
-    assert {dtype for dtype in dec._copies} == {torch.bfloat16}
-    assert all(wt.dtype == torch.bfloat16 for _, wt, _, _ in dec._copies[torch.bfloat16])
+    assert {dtype for dtype in dec.weights.copies} == {torch.bfloat16}
+    assert all(wt.dtype == torch.bfloat16 for _, wt, _, _ in dec.weights.copies[torch.bfloat16])
     assert torch.equal(greedy(dec, src, 12), greedy(model, src, 12))  # fp32 again: fp32 copies, exact
 
 
@@ -249,6 +249,22 @@ def test_compiled_cpu_steps_compile_once_per_layout_and_bypass_dynamo():
             assert torch.equal(greedy(dec, src, 10, fixed_length=True), bf16)
     assert len(dec._compiled) == 3
     assert counters["stats"]["calls_captured"] == frames  # Dynamo traced nothing
+
+
+@pytest.mark.slow
+def test_layouts_past_the_traced_ones_go_through_dynamo(monkeypatch):
+    """Past TRACED_LAYOUTS layouts a compiled CPU decoder compiles no more of its own: torch.compile serves the rest
+    (automatic dynamic shapes: one graph for many), with the eager tokens."""
+    torch._dynamo.reset()
+    monkeypatch.setattr(static, "TRACED_LAYOUTS", 1)
+    model, src = model_and_src(EncoderDecoder, batch=4)
+    dec = StaticDecoder(model, compile=True)
+    frames = counters["stats"]["calls_captured"]
+    for rows in (2, 3, 4, 2):
+        assert torch.equal(greedy(dec, src[:rows], 10), greedy(model, src[:rows], 10)), rows
+    tokens, _ = beam_search(dec, src[:2], 10, beam_size=3)
+    assert torch.equal(tokens, beam_search(model, src[:2], 10, beam_size=3)[0])
+    assert len(dec._compiled) == 1 and counters["stats"]["calls_captured"] > frames
 
 
 def test_static_state_is_updated_in_place():
