@@ -42,11 +42,11 @@ MAX_LAYOUTS = 32  # buffer sets kept per model (one per batch size × max_len ×
 # later ones go through torch.compile, whose automatic dynamic shapes serve any number of them with one graph
 # (a run's validation batches: a source length each)
 TRACED_LAYOUTS = 8
-# greedy tokens per compiled call (greedy_block); 0 = off. Off by default: compiled, a block of 8 took 15× the
-# single step's compile time from a cold cache (742 s vs 48 s on the 2-core Xeon VM at load 15; 95 vs 71 s from
-# inductor's warm FX-graph cache), tokens identical; its gain at batch 1 is 12-14 % for blocks of 2-4
-# (experiments/benchmarks/cpu_2026-12-04_epyc/), not worth the compile time in most runs
-BLOCK_TOKENS = 0
+# greedy tokens per greedy_block call (0: the search's own loop picks each token). 1: the pick (bans, argmax, finished
+# rows) runs in the step's graph, the same size to compile as the step, 1.14x at batch 1 (greedy, compiled, one
+# process). More tokens a call gained 12-14 % more at batch 1 but took 15x the step's compile time for a block of
+# 8 (experiments/benchmarks/cpu_2026-12-04_epyc/), not worth it in most runs
+BLOCK_TOKENS = 1
 
 
 class StaticKVCache:

@@ -228,18 +228,18 @@ def test_compiled_int8_step_computes_with_the_int8_weights_and_follows_updates()
 @pytest.mark.slow
 def test_compiled_cpu_steps_compile_once_per_layout_and_bypass_dynamo():
     """A compiled CPU decoder compiles each function once per layout (traced.compile_flat) and calls it directly:
-    greedy at 2 rows is one step; beam 3 adds its choose-reorder-step function at 6 rows; bf16 autocast is a
-    layout of its own. Calling them again compiles nothing, never enters Dynamo, and gives the eager tokens."""
+    greedy at 2 rows is the step (encdec's <bos>) and greedy_block (one token a call); beam 3 adds its
+    choose-reorder-step function at 6 rows; bf16 autocast is a layout of its own. Calling them again compiles nothing, never enters Dynamo, and gives the eager tokens."""
     torch._dynamo.reset()
     model, src = model_and_src(EncoderDecoder, batch=2)
     dec = StaticDecoder(model, compile=True)
     greedy(dec, src, 10, fixed_length=True)
-    assert [key[0].__name__ for key in dec._compiled] == ["static_step"]
+    assert [key[0].__name__ for key in dec._compiled] == ["static_step", "greedy_block"]
     beam_search(dec, src, 10, beam_size=3, fixed_length=True)
-    assert [key[0].__name__ for key in dec._compiled] == ["static_step", "beam_advance"]
+    assert [key[0].__name__ for key in dec._compiled] == ["static_step", "greedy_block", "beam_advance"]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bf16 = greedy(dec, src, 10, fixed_length=True)
-    assert len(dec._compiled) == 3
+    assert len(dec._compiled) == 5
     frames = counters["stats"]["calls_captured"]
     for _ in range(2):
         assert torch.equal(greedy(dec, src, 10, fixed_length=True), greedy(model, src, 10, fixed_length=True))
@@ -247,7 +247,7 @@ def test_compiled_cpu_steps_compile_once_per_layout_and_bypass_dynamo():
         assert torch.equal(tokens, beam_search(model, src, 10, beam_size=3, fixed_length=True)[0])
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert torch.equal(greedy(dec, src, 10, fixed_length=True), bf16)
-    assert len(dec._compiled) == 3
+    assert len(dec._compiled) == 5
     assert counters["stats"]["calls_captured"] == frames  # Dynamo traced nothing
 
 
