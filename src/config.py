@@ -127,7 +127,7 @@ class DecodeConfig:
     dedup: bool = False  # NAR: collapse consecutive repeated output tokens (post-processing; not in Mask-Predict)
     no_repeat_ngram_size: int = 0  # AR: never repeat an n-gram of the output (fairseq); 0 = off
     repetition_penalty: float = 1.0  # AR: divide logits of already generated tokens by this (CTRL); 1 = off
-    compile: bool = False  # AR transformers: static-shape decode step, torch.compile'd (CUDA: CUDA graphs)
+    compile: bool = False  # AR transformers: static-shape decode step, compiled (CPU: traced.py; CUDA: CUDA graphs)
     int8: bool = False  # AR transformers on CPU: the static step on int8 weights (eager: fbgemm; compiled: inductor)
 
     def __post_init__(self):

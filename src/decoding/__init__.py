@@ -7,6 +7,8 @@
     static.py          the static-shape, compilable decoder step of the transformer decoders, itself an
                        IncrementalDecoder (decode.compile)
     linear.py          that step's x·Wᵀ on CPU in the form that streams W fastest per row count (decode_linear)
+    weights.py         the decoder's weights as that step reads them: copies per dtype / int8, refreshed (DecodeWeights)
+    traced.py          a function compiled by inductor for one layout and called without Dynamo (the CPU step)
     int8.py            int8 weights for that step (decode.int8): fbgemm eagerly, inductor's reduction compiled
 
 The models (src/models/) implement the protocols and import nothing from here.

@@ -144,7 +144,7 @@ def beam_select(logits: torch.Tensor, scores: torch.Tensor, lengths: torch.Tenso
                 beam_size: int, length_penalty: float, banned: torch.Tensor):
     """One beam step's choice over (B·k, V) next-token `logits` (fairseq's BeamSearch.step): the k best of each
     sentence's k·V continuations by length-normalised score,
-        log p = log_softmax(logits with −∞ at `banned`)          a finished row: log p(<pad>) = 0, every other −∞
+        log p = log_softmax(logits with −∞ at `banned`)      a finished row: log p(<pad>) = 0, every other −∞
         cand  = scores + log p,   rank by cand / lp(lengths + [not finished])
     Returns (rows: the hypothesis each survivor extends (B·k,), its token, cand, lengths and finished of the
     survivors). Out of place and free of host syncs, so a compiled decoder can fuse it with its step
@@ -192,9 +192,9 @@ def beam_search(model: IncrementalDecoder, src, max_new_tokens=64, beam_size=4, 
             rows, tok, scores, lengths, finished, logits = advance(
                 logits, scores, lengths, finished, state, k, length_penalty, banned)
         else:
-            rows, tok, scores, lengths, finished = beam_select(
-                constrain_repeats(logits.float(), tokens[:, :t], **repeats), scores, lengths, finished, k, length_penalty,
-                banned)
+            logits = constrain_repeats(logits.float(), tokens[:, :t], **repeats)
+            rows, tok, scores, lengths, finished = beam_select(logits, scores, lengths, finished, k, length_penalty,
+                                                               banned)
         tokens = tokens.index_select(0, rows)
         tokens[:, t] = tok
         if last or (t % SYNC_EVERY == SYNC_EVERY - 1 and bool(finished.all())):

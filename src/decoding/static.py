@@ -153,14 +153,14 @@ class StaticDecoder:
     activations (`int8_linear`); compiled, the one-row reduction over int8 weights with fp32 activations
     (`decode_linear`'s `q8`).
 
-    On CUDA, within one search (from a prefill to the next) only the values in the state's buffers change, so once a
-    guarded call of a compiled function at a layout compiled nothing (its inputs passed an existing graph's guards),
-    its later calls at that layout skip Dynamo's guard evaluation (`torch.compiler.set_stance(skip_guard_eval_unsafe=True)`):
-    those guards can only pass again. (Not after the first call: a cold cache may compile a second graph at the
-    second step of a new batch size, after automatic dynamic shapes made the first one dynamic.) Dynamo's guard-free
-    mode still checks the guards that tell its cached graphs apart; where those would send a call to a new compile
-    (many graphs of one step: several batch sizes, a dynamic one among them, several models), it raises instead, and
-    that layout is guarded from then on."""
+    Through torch.compile (CUDA; CPU past TRACED_LAYOUTS), within one search (from a prefill to the next) only the
+    values in the state's buffers change, so once a guarded call of a compiled function at a layout compiled nothing
+    (its inputs passed an existing graph's guards), its later calls at that layout skip Dynamo's guard evaluation
+    (`torch.compiler.set_stance(skip_guard_eval_unsafe=True)`): those guards can only pass again. (Not after the
+    first call: a cold cache may compile a second graph at the second step of a new batch size, after automatic
+    dynamic shapes made the first one dynamic.) Dynamo's guard-free mode still checks the guards that tell its cached
+    graphs apart; where those would send a call to a new compile (many graphs of one step: several batch sizes, a
+    dynamic one among them, several models), it raises instead, and that layout is guarded from then on."""
 
     def __init__(self, model, compile: bool = False, block_size: int = BLOCK_TOKENS, int8: bool = False):
         self._model = weakref.ref(model)  # weak: the per-model registry below must not keep the model alive
