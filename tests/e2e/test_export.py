@@ -13,6 +13,7 @@ ctranslate2 = pytest.importorskip("ctranslate2", reason="ctranslate2 is not inst
 
 from src.data.datamodule import pad  # noqa: E402
 from src.data.synthetic import translation  # noqa: E402
+from src.decoding.int8 import int8_reduce_range  # noqa: E402
 from src.export import build_spec, ct2_translate, export_ct2  # noqa: E402
 from src.models.transformer import EncoderDecoder, PrefixLM  # noqa: E402
 from src.models.vocab import BOS, EOS, PAD  # noqa: E402
@@ -79,7 +80,9 @@ def eager_greedy(run, sources: list[str], batch: int) -> list[list[int]]:
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_ct2_greedy_is_our_greedy(runs, tmp_path, arch):
     """float32: >= 99 % of the test sentences get exactly our eager greedy tokens (here: all of them); int8 (weights
-    quantized per output row) within 1 BLEU of ours."""
+    quantized per output row) within 1 BLEU of ours on a CPU with avx512_vnni, within 3 without: CT2's int8 GEMM
+    runs another kernel there, and on an AVX2-only EPYC (Zen 3) these deliberately weak models lost 1.91 (encdec,
+    23.65 -> 21.74) and 2.23 BLEU (prefix-LM, 46.30 -> 44.07) in int8, the same at 868016c."""
     run_dir, record = runs[arch]
     run = load_run(run_dir, device="cpu")
     test = translation(seed=0, n_train=1, n_val=1, n_test=200)["test"]
@@ -91,7 +94,7 @@ def test_ct2_greedy_is_our_greedy(runs, tmp_path, arch):
     same = sum(a == b for a, b in zip(ours, float32)) / len(ours)
     assert same >= 0.99, f"{same:.1%} of sentences identical"
     int8 = ct2_translate(export_ct2(run, tmp_path / "int8", "int8"), sources, batch_size=32)
-    assert abs(bleu(int8) - bleu(ours)) <= 1.0, (bleu(int8), bleu(ours))
+    assert abs(bleu(int8) - bleu(ours)) <= (3.0 if int8_reduce_range() else 1.0), (bleu(int8), bleu(ours))
     print(f"{arch}: float32 {same:.1%} identical; BLEU ours {bleu(ours):.2f}, int8 {bleu(int8):.2f} "
           f"({sum(a == b for a, b in zip(ours, int8)) / len(ours):.1%} identical)")
 
