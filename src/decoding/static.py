@@ -18,7 +18,8 @@ multi-token prompt through the eager decoder. On CPU the step reads copies of th
 that streams fastest (`decode_linear`; compiled, up to 4 rows as inductor's own loops, more through oneDNN's GEMM on
 weights blocked once), refreshed in place when the model's weights change; on CUDA the step keeps nn.Linear as it
 is. With `int8=True` (CPU) each of those Linears reads int8 weights instead (`int8_linear` eager, `decode_linear`'s
-int8 reduction compiled). The matmul forms live in linear.py. Measured figures behind these choices: experiments/benchmarks/README.md.
+int8 reduction compiled). The matmul forms live in linear.py, the weight copies in weights.py, the compile-and-call
+of the CPU step in traced.py. Measured figures behind these choices: experiments/benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -122,7 +123,7 @@ def greedy_block(model, logits: torch.Tensor, state: StaticState, done: torch.Te
     (autoregressive._search) does them one by one:
         ŷ = argmax(logits with −∞ at `banned`), <pad> where done;  done ∨= (ŷ = <eos>);  logits ← step(ŷ)
     Returns the (N, steps) tokens, `done` and the logits of the next token. Compiled, the whole block is one graph:
-    one call, one guard check and one set of forward swaps per `steps` tokens instead of per token."""
+    the pick runs in it (BLOCK_TOKENS = 1), and longer blocks make one call per `steps` tokens."""
     tokens = []
     for _ in range(steps):
         tok = logits.index_fill(-1, banned, float("-inf")).argmax(-1).masked_fill(done, PAD)
