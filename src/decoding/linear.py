@@ -15,9 +15,10 @@ REDUCTION_ROWS = 4  # rows of x up to which a compiled CPU step computes x·Wᵀ
 # (`decode_linear`), x would be recomputed for each of W's rows: the layer norm 256-1,024 times and the GELU's erf
 # 256 × 1,024 times a layer, more work than the reduction itself
 CPU_STEP_OPTIONS = {"realize_opcount_threshold": 4}
-# whether the compiled one-row reduction reads int8 weights as int8 (`decode_linear`'s q8): only where inductor
-# vectorizes their conversion to fp32 (AVX-512). On AVX2 its loop is 6.8x the fp32 one (8000×256: 1,465 vs 214 µs,
-# EPYC Zen 3), so there the step reads the fp32 s ⊙ Q instead: the same weights, fp32's speed
+# whether the compiled one-row reduction reads int8 weights as int8 (`decode_linear`'s q8, which weights.py's int8
+# copies carry only then): only where inductor vectorizes their conversion to fp32 (AVX-512). On AVX2 its loop is
+# 6.8x the fp32 one (8000×256: 1,465 vs 214 µs, EPYC Zen 3), so there the step reads the fp32 s ⊙ Q instead: the same
+# weights, fp32's speed
 INT8_REDUCTION = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 _PREPACKED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # handle -> oneDNN's blocked copy of W
@@ -80,10 +81,8 @@ def decode_linear(x: torch.Tensor, weight: torch.Tensor, weight_t: torch.Tensor,
         more rows, compiling: oneDNN's GEMM on W blocked once (`packed`: a `prepacked_linear` handle)
         one row, eager:      x·(Wᵀ contiguous)    a GEMV down a column-major copy of W (`weight_t`)
         more rows, eager:    (W·xᵀ)ᵀ              a tall-skinny GEMM that streams W once (MKL's GEMM wins again)
-    With `q8`, W and Wᵀ are s ⊙ Q in fp32, so every row count computes with the same int8 weights (and the
-    reduction reads them in fp32 where it would read int8 slowly: INT8_REDUCTION)."""
+    With `q8`, W and Wᵀ are s ⊙ Q in fp32, so every row count computes with the same int8 weights."""
     rows = x.reshape(-1, x.size(-1))
-    q8 = q8 if INT8_REDUCTION else None
     if torch.compiler.is_compiling() and rows.size(0) <= (1 if q8 else REDUCTION_ROWS):  # inductor's loops, fused
         y = ((weight if q8 is None else q8[0]).float()[:, None, :] * rows.float()).sum(-1)  # (N, rows)
         y = (y if q8 is None else y * q8[1][:, None]).t().to(rows.dtype)

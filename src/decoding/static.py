@@ -34,7 +34,7 @@ from torch import nn
 from ..models.incremental import LayerCache
 from .autoregressive import banned_tokens, beam_select
 from .linear import CPU_STEP_OPTIONS
-from .traced import compile_flat
+from .traced import compile_flat, module_tensors, substituted
 from .weights import DecodeWeights
 from ..models.vocab import EOS, PAD
 
@@ -152,16 +152,7 @@ class StaticDecoder:
     `beam_advance`, greedy blocks; CUDA: torch.compile's mode="reduce-overhead", i.e. CUDA graphs); `int8=True`
     (CPU) runs the step on int8 copies of the decoder's weights: eager, fbgemm's int8 GEMMs on dynamically quantized
     activations (`int8_linear`); compiled, the one-row reduction over int8 weights with fp32 activations
-    (`decode_linear`'s `q8`).
-
-    Through torch.compile (CUDA; CPU past TRACED_LAYOUTS), within one search (from a prefill to the next) only the
-    values in the state's buffers change, so once a guarded call of a compiled function at a layout compiled nothing
-    (its inputs passed an existing graph's guards), its later calls at that layout skip Dynamo's guard evaluation
-    (`torch.compiler.set_stance(skip_guard_eval_unsafe=True)`): those guards can only pass again. (Not after the
-    first call: a cold cache may compile a second graph at the second step of a new batch size, after automatic
-    dynamic shapes made the first one dynamic.) Dynamo's guard-free mode still checks the guards that tell its cached
-    graphs apart; where those would send a call to a new compile (many graphs of one step: several batch sizes, a
-    dynamic one among them, several models), it raises instead, and that layout is guarded from then on."""
+    (`decode_linear`'s `q8`)."""
 
     def __init__(self, model, compile: bool = False, block_size: int = BLOCK_TOKENS, int8: bool = False):
         self._model = weakref.ref(model)  # weak: the per-model registry below must not keep the model alive
@@ -178,7 +169,7 @@ class StaticDecoder:
         self.block_size = 0 if self.cuda else block_size
         self._pool: dict[tuple, list[torch.Tensor]] = {}  # buffers by layout, reused across calls
         self._compiled: dict[tuple, object] = {}  # CPU: compile_flat's functions by layout (`_traced`)
-        self._inputs: list[torch.Tensor] | None = None  # the model's parameters and buffers (`_model_tensors`)
+        self._inputs: list[torch.Tensor] | None = None  # the model's parameters and buffers (traced.module_tensors)
         self._dynamo: dict[object, object] = {}  # function -> its torch.compile'd self (CUDA; CPU past TRACED_LAYOUTS)
         self._warm: set[tuple] = set()  # (function, layout) served by an existing graph since the last prefill
         self._guarded: set[tuple] = set()  # layouts whose guard-free call would have recompiled: always guarded
@@ -225,33 +216,33 @@ class StaticDecoder:
         """fn(model, *args): eagerly, each Linear's forward swapped for its decode_linear one (CPU); compiled on CPU,
         the layout's own compiled function called directly (`_traced`) for the first TRACED_LAYOUTS layouts;
         otherwise through torch.compile (`_through_dynamo`)."""
+        kind = self.weights.kind() if self.weights.linears else None
         if not self.compile:
-            with self.weights.swapped(self.weights.forwards(self.weights.kind()) if self.weights.linears else []):
+            with self.weights.swapped(self.weights.forwards(kind) if kind is not None else []):
                 return fn(self.model, *args)
-        if not self.cuda:
-            key = (fn, self.weights.kind(), torch.is_autocast_enabled("cpu"), state.key_valid.shape,
-                   None if state.memory_mask is None else state.memory_mask.shape,
-                   *((a.shape, a.stride(), a.dtype) if isinstance(a, torch.Tensor) else a
-                     for a in args if a is not state))
-            if key in self._compiled or len(self._compiled) < TRACED_LAYOUTS:
-                return self._traced(key, fn, state, args)
-        return self._through_dynamo(fn, state, args)
+        # the layout: what a compiled function's graph depends on (the compute kind, the state's and the call's
+        # tensor shapes, its Python values)
+        layout = (fn, kind, torch.is_autocast_enabled("cpu"), state.key_valid.shape,
+                  None if state.memory_mask is None else state.memory_mask.shape,
+                  *((a.shape, a.stride(), a.dtype) if isinstance(a, torch.Tensor) else a
+                    for a in args if a is not state))
+        if not self.cuda and (layout in self._compiled or len(self._compiled) < TRACED_LAYOUTS):
+            return self._traced(layout, kind, fn, state, args)
+        return self._through_dynamo(layout, kind, fn, args)
 
-    def _traced(self, key: tuple, fn, state: StaticState, args: tuple):
-        """fn(model, *args) compiled for its layout `key` (the state's and the call's tensor shapes, its Python values,
-        the compute kind) and called without Dynamo (traced.compile_flat). Its inputs, gathered at every call (so a
-        new pooled layout or a replaced parameter is read as it is now): the model's parameters and buffers, the
-        Linears' copies, the state's buffers, the call's tensors."""
-        kind = self.weights.kind()
+    def _traced(self, layout: tuple, kind, fn, state: StaticState, args: tuple):
+        """fn(model, *args) compiled for its layout and called without Dynamo (traced.compile_flat). Its inputs,
+        gathered at every call (so a new pooled layout or a replaced parameter is read as it is now): the model's
+        parameters and buffers, the Linears' copies, the state's buffers, the call's tensors."""
         self.weights.forwards(kind)  # the copies of this kind, made once
         if self._inputs is None:
-            self._inputs = list(dict.fromkeys(t for _, _, t in self._model_tensors()))
+            self._inputs = module_tensors(self.model)
         tensors = [*self._inputs, *self.weights.flat(kind), *state.tensors(), state.pos,
                    *(a for a in args if isinstance(a, torch.Tensor))]
-        if key not in self._compiled:
-            self._compiled[key] = compile_flat(partial(self._call_over, fn, kind, state, args), tensors,
-                                               CPU_STEP_OPTIONS)
-        return self._compiled[key](tensors)
+        if layout not in self._compiled:
+            self._compiled[layout] = compile_flat(partial(self._call_over, fn, kind, state, args), tensors,
+                                                  CPU_STEP_OPTIONS)
+        return self._compiled[layout](tensors)
 
     def _call_over(self, fn, kind, state: StaticState, args: tuple, *xs: torch.Tensor):
         """fn(model, *args) reading every tensor from `xs`, in `_traced`'s order (fake tensors while tracing)."""
@@ -261,26 +252,20 @@ class StaticDecoder:
         st = state.with_tensors([next(xs) for _ in state.tensors()])
         st.pos = next(xs)
         args = [st if a is state else next(xs) if isinstance(a, torch.Tensor) else a for a in args]
-        slots = self._model_tensors()
-        try:
-            for slots_of, name, t in slots:
-                slots_of[name] = params[t]
-            with self.weights.swapped(forwards):
-                return fn(self.model, *args)
-        finally:
-            for slots_of, name, t in slots:
-                slots_of[name] = t
+        with substituted(self.model, params), self.weights.swapped(forwards):
+            return fn(self.model, *args)
 
-    def _model_tensors(self) -> list[tuple[dict, str, torch.Tensor]]:
-        """Every (module's _parameters or _buffers dict, name, tensor) of the model, a shared module or tied weight
-        once per place it is reached from (torch.func's reparametrization untied encdec's shared embedding)."""
-        return [(slots, name, t) for m in self.model.modules(remove_duplicate=False)
-                for slots in (m._parameters, m._buffers) for name, t in slots.items() if t is not None]
-
-    def _through_dynamo(self, fn, state: StaticState, args: tuple):
+    def _through_dynamo(self, layout: tuple, kind, fn, args: tuple):
         """fn(model, *args) through torch.compile (CUDA: CUDA graphs; CPU: automatic dynamic shapes, one graph for the
-        layouts past TRACED_LAYOUTS), skipping the guards at a layout where a guarded call since the last prefill
-        compiled nothing (see the class)."""
+        layouts past TRACED_LAYOUTS). Within one search (from a prefill to the next) only the values in the state's
+        buffers change, so once a guarded call of a compiled function at a layout compiled nothing (its inputs passed
+        an existing graph's guards), its later calls at that layout skip Dynamo's guard evaluation
+        (`torch.compiler.set_stance(skip_guard_eval_unsafe=True)`): those guards can only pass again. (Not after the
+        first call: a cold cache may compile a second graph at the second step of a new batch size, after automatic
+        dynamic shapes made the first one dynamic.) Dynamo's guard-free mode still checks the guards that tell its
+        cached graphs apart; where those would send a call to a new compile (many graphs of one step: several batch
+        sizes, a dynamic one among them, several models), it raises instead, and that layout is guarded from then
+        on."""
         from torch._dynamo.utils import counters  # here: importing dynamo costs seconds; compiling imported it
         if fn not in self._dynamo:
             self._dynamo[fn] = (torch.compile(fn, mode="reduce-overhead") if self.cuda else
@@ -288,9 +273,7 @@ class StaticDecoder:
         compiled = self._dynamo[fn]
         if self.cuda:
             torch.compiler.cudagraph_mark_step_begin()
-        layout = (fn, *((a.shape, a.stride(), a.dtype) for a in args if isinstance(a, torch.Tensor)),
-                  state.key_valid.shape, None if state.memory_mask is None else state.memory_mask.shape)
-        with self.weights.swapped(self.weights.forwards(self.weights.kind()) if self.weights.linears else []):
+        with self.weights.swapped(self.weights.forwards(kind) if kind is not None else []):
             if layout in self._warm:
                 try:
                     with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):

@@ -11,7 +11,9 @@ baked in (input shapes, dtypes and strides, Python scalars, the autocast dtype) 
 fixed or passes the current ones.
 
 While tracing, `torch.compiler.is_compiling()` is True, as under Dynamo, so the code takes the forms it takes when
-compiled (decode_linear's reduction, attention's explicit product). Measured figures: experiments/benchmarks/."""
+compiled (decode_linear's reduction, attention's explicit product). A module's parameters and buffers enter as
+inputs like any tensor: `module_tensors` lists them, `substituted` makes the module read the traced ones. Measured
+figures: experiments/benchmarks/."""
 from __future__ import annotations
 
 import contextlib
@@ -31,6 +33,33 @@ def _compiling():
         yield
     finally:
         torch.compiler._is_compiling_flag = before
+
+
+def module_tensors(module: torch.nn.Module) -> list[torch.Tensor]:
+    """The module's parameters and buffers, each once (tied weights and shared modules included): what a function
+    over the module reads, as inputs of `compile_flat` (`substituted` puts them back in place while it traces)."""
+    return list(dict.fromkeys(t for _, _, t in _slots(module)))
+
+
+def _slots(module: torch.nn.Module) -> list[tuple[dict, str, torch.Tensor]]:
+    """Every (a submodule's _parameters or _buffers dict, name, tensor), a shared module or tied weight once per place
+    it is reached from."""
+    return [(slots, name, t) for m in module.modules(remove_duplicate=False)
+            for slots in (m._parameters, m._buffers) for name, t in slots.items() if t is not None]
+
+
+@contextlib.contextmanager
+def substituted(module: torch.nn.Module, tensors: dict[torch.Tensor, torch.Tensor]):
+    """Each parameter or buffer t of `module` reads as tensors[t] inside (every place it is reached from: torch.func's
+    reparametrization untied encdec's shared embedding after the call); the originals are back on exit."""
+    slots = _slots(module)
+    try:
+        for slots_of, name, t in slots:
+            slots_of[name] = tensors[t]
+        yield
+    finally:
+        for slots_of, name, t in slots:
+            slots_of[name] = t
 
 
 def compile_flat(fn: Callable, tensors: list[torch.Tensor], options: dict) -> Callable[[list[torch.Tensor]], object]:

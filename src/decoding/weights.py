@@ -12,7 +12,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .int8 import int8_linear, int8_packed, int8_weights
-from .linear import can_prepack, decode_linear, prepack
+from .linear import INT8_REDUCTION, can_prepack, decode_linear, prepack
 
 _optimizer_steps = 0  # optimizer steps taken in this process (`_count_optimizer_step`)
 
@@ -51,11 +51,13 @@ class DecodeWeights:
     @staticmethod
     def _tensors_of(lin: nn.Linear, kind) -> tuple:
         """What decode_linear reads for `lin`: (W, Wᵀ contiguous, b, q8) in the compute dtype `kind` (the parameter
-        itself when it has that dtype), or for kind "int8" W = s ⊙ Q in fp32 with q8 = (Q, s) (`int8_weights`)."""
+        itself when it has that dtype), or for kind "int8" W = s ⊙ Q in fp32 with q8 = (Q, s) (`int8_weights`; None
+        where the compiled reduction would read int8 slowly, INT8_REDUCTION: there it reads W)."""
         if kind == "int8":
             q, scale = int8_weights(lin.weight)
             w = q.float() * scale[:, None]
-            return w, w.t().contiguous(), None if lin.bias is None else lin.bias.detach().float(), (q, scale)
+            return (w, w.t().contiguous(), None if lin.bias is None else lin.bias.detach().float(),
+                    (q, scale) if INT8_REDUCTION else None)
 
         def as_dtype(t):
             return t if t is None or t.dtype == kind else t.detach().to(kind)

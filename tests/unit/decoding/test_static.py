@@ -229,7 +229,8 @@ def test_compiled_int8_step_computes_with_the_int8_weights_and_follows_updates()
 def test_compiled_cpu_steps_compile_once_per_layout_and_bypass_dynamo():
     """A compiled CPU decoder compiles each function once per layout (traced.compile_flat) and calls it directly:
     greedy at 2 rows is the step (encdec's <bos>) and greedy_block (one token a call); beam 3 adds its
-    choose-reorder-step function at 6 rows; bf16 autocast is a layout of its own. Calling them again compiles nothing, never enters Dynamo, and gives the eager tokens."""
+    choose-reorder-step function at 6 rows; bf16 autocast is a layout of its own. Calling them again compiles
+    nothing, never enters Dynamo, and gives the eager tokens."""
     torch._dynamo.reset()
     model, src = model_and_src(EncoderDecoder, batch=2)
     dec = StaticDecoder(model, compile=True)
